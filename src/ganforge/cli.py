@@ -1,0 +1,201 @@
+"""The ``ganforge`` command: a thin layer over the library; each subcommand calls one function.
+
+Bad input never shows a traceback: it is one line on stderr, ``ganforge: error: <what> ; <fix>``,
+and exit code 2. A run that diverges (NaN/inf) exits with code 3 and keeps its last good
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import click
+
+from ganforge.errors import TrainingDiverged, UsageError
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ganforge")
+def cli() -> None:
+    """Train, evaluate, diagnose and use generative adversarial networks."""
+
+
+@cli.command()
+@click.argument("data", required=False)
+@click.option("--domain", default=None, help="Kind of data (points); inferred when omitted.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory to create (default runs/NNNNN-DATA).")
+@click.option("--steps", type=int, default=None, help="Generator steps (each after n_critic D steps).")
+@click.option("--batch", type=int, default=None, help="Minibatch size.")
+@click.option("--seed", type=int, default=None, help="Seed of weights and training randomness.")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, help="JSON or TOML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Dotted override, e.g. --set train.loss=hinge (repeatable).")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue this run directory exactly where it stopped.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as one JSON object.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(data, domain, out, steps, batch, seed, config_file, overrides, resume, dry_run, as_json, quiet) -> None:
+    """Train a GAN on DATA (a built-in name, see 'ganforge datasets', or a file)."""
+    from ganforge import run as runlib
+    from ganforge.config import RunConfig, load_config_file, merge_dict, parse_override, set_value
+
+    if steps is not None and steps < 0:
+        raise UsageError(f"--steps must be >= 0, got {steps}")
+    if resume is not None:
+        if data or domain or out or batch is not None or seed is not None or config_file or overrides:
+            raise UsageError("--resume continues a run with its own config; only --steps may be given with it")
+        if not resume.is_dir():
+            raise UsageError(f"run directory not found: {resume}; give the folder 'ganforge train' wrote")
+        summary = runlib.train(None, resume=resume, steps=steps, progress=not quiet, echo=_err)
+        _print_summary(summary, as_json)
+        return
+    if not data:
+        raise UsageError("give DATA (a built-in name or a file) or --resume RUN_DIR; 'ganforge datasets' lists the names")
+    cfg = RunConfig()
+    if config_file:
+        merge_dict(cfg, load_config_file(config_file), str(config_file))
+    for text in overrides:
+        set_value(cfg, *parse_override(text))
+    cfg.data.source = data
+    for key, value in (("data.domain", domain), ("train.steps", steps), ("train.batch", batch), ("seed", seed)):
+        if value is not None:
+            set_value(cfg, key, value)
+    if dry_run:
+        from ganforge.config import validate
+
+        validate(cfg)
+        click.echo(json.dumps(cfg.to_dict(), indent=2))
+        return
+    summary = runlib.train(cfg, out=out, progress=not quiet, echo=_err)
+    _print_summary(summary, as_json)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=int, default=1000, show_default=True, help="Number of samples.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file (.npy or .csv for points).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--truncation", type=float, default=None, help="Redraw latent entries beyond this |z| (fidelity over diversity).")
+def sample(run_dir, n, out, seed, truncation) -> None:
+    """Write N samples from a trained (or interrupted) run."""
+    from ganforge.run import Run
+
+    if truncation is not None and truncation <= 0:
+        raise UsageError(f"--truncation must be > 0, got {truncation}")
+    run = Run(run_dir)
+    samples = run.sample(n, seed=seed, truncation=truncation)
+    run.domain.save_samples(samples, out)
+    _err(f"wrote {len(samples)} samples to {out}")
+
+
+@cli.command(name="eval")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=int, default=2500, show_default=True, help="Number of generated samples to score.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def evaluate(run_dir, n, seed, as_json) -> None:
+    """Score a run's generator against its data (mode coverage, distances, precision/recall)."""
+    from ganforge.run import Run
+
+    if n < 10:
+        raise UsageError(f"--n must be >= 10 for a meaningful score, got {n}")
+    metrics = Run(run_dir).evaluate(n, seed)
+    if as_json:
+        click.echo(json.dumps(_jsonable(metrics)))
+    else:
+        for key, value in metrics.items():
+            click.echo(f"{key:>16}  {_fmt(value)}")
+
+
+@cli.command()
+def datasets() -> None:
+    """List the built-in data sets."""
+    from ganforge.domains import all_builtin
+
+    for name, (domain, text) in all_builtin().items():
+        click.echo(f"{name:<12} {domain:<8} {text}")
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _err(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(_jsonable(summary)))
+        return
+    last = summary.get("last_log", {})
+    lines = [
+        f"run        {summary['run_dir']}",
+        f"data       {summary['data']} ({summary['domain']}), loss {summary['loss']}, {summary['steps']} steps "
+        f"in {summary['seconds']:.1f} s ({summary['samples_per_s']} real samples/s)",
+    ]
+    if last:
+        conf = last["confusion"]
+        lines += [
+            f"D          loss {last['loss_d']:.3f}   D(x) {last['d_real']:.3f}   D(G(z)) {last['d_fake']:.3f}   "
+            f"acc real {last['acc_real']:.3f} / fake {last['acc_fake']:.3f}",
+            f"G          loss {last['loss_g']:.3f}   diversity {last['diversity']:.2f} of the data's",
+            f"confusion  TP {conf['tp']:.3f}  FN {conf['fn']:.3f}  FP {conf['fp']:.3f}  TN {conf['tn']:.3f}  (real = positive)",
+        ]
+    ev = summary.get("eval", {})
+    if "modes" in ev:
+        lines.append(f"modes      {ev['modes']}/{ev['modes_total']}   high quality {100 * ev['hq_fraction']:.1f}%   "
+                     f"reverse KL {ev['reverse_kl']:.4f}")
+    shown = [k for k in ("energy_distance", "mmd_rbf", "precision", "recall", "coverage") if k in ev]
+    if shown:
+        lines.append("distances  " + "   ".join(f"{k} {ev[k]:.4f}" for k in shown))
+    warnings = summary.get("warnings", [])
+    lines.append(f"warnings   {len(warnings)}" + (f" (last: {warnings[-1]['warning']})" if warnings else ""))
+    lines.append(f"files      samples.png, samples.npy, metrics.jsonl, checkpoints/ in {summary['run_dir']}")
+    click.echo("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the CLI and turns every expected failure into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="ganforge", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        _err("ganforge: interrupted")
+        return 130
+    except click.UsageError as exc:  # unknown option, missing argument, bad type
+        hint = f" (see 'ganforge {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.info_name != "ganforge" else " (see 'ganforge --help')"
+        _err(f"ganforge: error: {exc.format_message()}{hint}")
+        return EXIT_USAGE
+    except UsageError as exc:
+        _err(f"ganforge: error: {exc}")
+        return EXIT_USAGE
+    except TrainingDiverged as exc:
+        _err(f"ganforge: training diverged: {exc}")
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        _err("ganforge: interrupted; continue with --resume RUN_DIR")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

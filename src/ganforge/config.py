@@ -1,0 +1,249 @@
+"""One typed run configuration: dataclasses with defaults, a file, dotted overrides.
+
+Resolution order (later wins): dataclass defaults, the data set's own hints (e.g. the
+4-number latent of ``gaussian2d``), a ``--config`` file (JSON or TOML), then ``--set key=value``
+and the dedicated CLI flags. Every run saves its resolved configuration as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ganforge.errors import UsageError
+
+Norm = Literal["none", "batch", "layer"]
+Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
+
+
+@dataclass
+class DataConfig:
+    source: str = ""
+    """Built-in data set name or a file path."""
+    domain: str = ""
+    """Kind of data (``points``); empty means inferred from the data."""
+    n: int = 100_000
+    """Number of training points drawn from a built-in synthetic set (PacGAN uses 100,000)."""
+    holdout: float = 0.1
+    """Fraction of a user's file held out for evaluation (0 disables the split)."""
+    standardize: bool = True
+    """Train on per-feature standardised data; samples are mapped back to the original scale."""
+
+
+@dataclass
+class ModelConfig:
+    net: str = ""
+    """Network family from the net registry; empty means the domain's default (``mlp`` for points)."""
+    z_dim: int = 0
+    """Latent size; 0 means the data set's hint or the domain default."""
+    g_width: int = 256
+    g_depth: int = 3
+    d_width: int = 256
+    d_depth: int = 3
+    g_activation: Activation = "relu"
+    d_activation: Activation = "leaky_relu"
+    g_norm: Norm = "none"
+    d_norm: Norm = "none"
+    spectral_norm: bool = False
+    """Spectral normalisation on every linear layer of D (Miyato et al. 2018)."""
+    minibatch_stddev: bool = False
+    """Append the minibatch standard deviation as a feature before D's last layer (Karras et al. 2018)."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 6000
+    """Generator steps; each is preceded by ``n_critic`` discriminator steps."""
+    batch: int = 256
+    loss: str = "ns"
+    """One of the registered losses: minimax, ns, wasserstein, wgan-gp, hinge, lsgan."""
+    n_critic: int = 1
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_decay: float = 0.0
+    """Cosine decay of both learning rates to ``lr * (1 - lr_decay)`` at the last step (0 = constant)."""
+    ema: float = 0.999
+    """Decay of the generator's exponential moving average used for sampling (0 = off)."""
+    gp_weight: float = 10.0
+    """Lambda of the gradient penalty used by ``wgan-gp`` (Gulrajani et al. 2017)."""
+    r1_weight: float = 0.0
+    """Gamma of the R1 penalty on real data (Mescheder et al. 2018); 0 = off."""
+    weight_clip: float = 0.0
+    """Clip D's weights to [-c, c] after every D step (the original WGAN); 0 = off."""
+    label_smoothing: float = 0.0
+    """One-sided label smoothing: real targets become 1 - s (Salimans et al. 2016)."""
+    soft_labels: bool = False
+    """Real targets drawn from U[0.7, 1.2] and fake from U[0, 0.3] (ganhacks)."""
+    label_flip: float = 0.0
+    """Probability of swapping a sample's real/fake target in the D step (noisy labels)."""
+    instance_noise: float = 0.0
+    """Std of Gaussian noise added to D's inputs, real and fake (in standardised units)."""
+    instance_noise_steps: int = 0
+    """Steps over which the instance noise decays linearly to zero (0 = the whole run)."""
+    separate_batches: bool = True
+    """Show D all-real and all-fake minibatches separately (ganhacks) instead of one mixed batch."""
+    pack: int = 1
+    """PacGAN packing degree: D judges ``pack`` samples jointly."""
+    log_every: int = 100
+    ckpt_every: int = 1000
+    eval_every: int = 1000
+    """Domain metrics (e.g. mode coverage) every this many steps; 0 = only at the end."""
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "config") -> "RunConfig":
+        cfg = cls()
+        merge_dict(cfg, values, where)
+        return cfg
+
+
+def _section_fields(obj: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(obj))
+    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert ``value`` (from a file or the command line) to the field's declared type."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise UsageError(f"{key}={value!r} is not allowed; choose one of {', '.join(map(str, choices))}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise UsageError(f"{key}={value!r} is not a boolean; use true or false")
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise UsageError(f"{key}={value!r} is not a number; give a {hint.__name__}")
+        try:
+            number = float(value) if hint is float else _to_int(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{key}={value!r} is not a number; give a {hint.__name__}") from None
+        return number
+    if hint is str:
+        return str(value)
+    raise UsageError(f"{key}: unsupported setting type {hint}")  # pragma: no cover - programming error
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    number = float(value)
+    if not number.is_integer():
+        raise ValueError(value)
+    return int(number)
+
+
+def set_value(cfg: RunConfig, key: str, value: Any) -> None:
+    """Set a dotted key such as ``train.lr_d`` to ``value``, converting it to the field's type."""
+    parts = key.split(".")
+    target: Any = cfg
+    for part in parts[:-1]:
+        if not dataclasses.is_dataclass(target) or part not in _section_fields(target):
+            raise UsageError(f"unknown setting '{key}'; sections are: {', '.join(_section_fields(cfg))}")
+        target = getattr(target, part)
+    fields = _section_fields(target) if dataclasses.is_dataclass(target) else {}
+    name = parts[-1]
+    if name not in fields or dataclasses.is_dataclass(getattr(target, name)):
+        valid = ", ".join(k for k in fields if not dataclasses.is_dataclass(getattr(target, k)))
+        raise UsageError(f"unknown setting '{key}'; valid keys here: {valid}")
+    setattr(target, name, _coerce(value, fields[name], key))
+
+
+def merge_dict(cfg: Any, values: dict[str, Any], where: str, prefix: str = "") -> None:
+    if not isinstance(values, dict):
+        raise UsageError(f"{where}: '{prefix.rstrip('.') or 'top level'}' must be a table of settings")
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            sub = getattr(cfg, name, None)
+            if not dataclasses.is_dataclass(sub):
+                raise UsageError(f"{where}: unknown section '{key}'")
+            merge_dict(sub, value, where, key + ".")
+        else:
+            set_value_on(cfg, name, value, where, key)
+
+
+def set_value_on(section: Any, name: str, value: Any, where: str, key: str) -> None:
+    fields = _section_fields(section)
+    if name not in fields or dataclasses.is_dataclass(getattr(section, name)):
+        raise UsageError(f"{where}: unknown setting '{key}'")
+    setattr(section, name, _coerce(value, fields[name], key))
+
+
+def parse_override(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise UsageError(f"--set {text!r}: expected key=value, e.g. --set train.lr_d=1e-4")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"config file not found: {path}; give an existing .json or .toml file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            return tomllib.loads(text)
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config file {path} cannot be parsed ({exc}); fix it or give another --config") from None
+
+
+def validate(cfg: RunConfig) -> None:
+    """Reject settings that cannot train, naming the key and a fix."""
+    t, m = cfg.train, cfg.model
+    checks = [
+        (t.steps >= 0, "train.steps must be >= 0"),
+        (t.batch >= 1, "train.batch must be >= 1"),
+        (t.n_critic >= 1, "train.n_critic must be >= 1"),
+        (t.lr_g > 0 and t.lr_d > 0, "learning rates train.lr_g and train.lr_d must be > 0"),
+        (0 <= t.ema < 1, "train.ema must be in [0, 1)"),
+        (0 <= t.lr_decay <= 1, "train.lr_decay must be in [0, 1]"),
+        (0 <= t.label_smoothing < 0.5, "train.label_smoothing must be in [0, 0.5)"),
+        (0 <= t.label_flip < 0.5, "train.label_flip must be in [0, 0.5)"),
+        (t.instance_noise >= 0, "train.instance_noise must be >= 0"),
+        (t.pack >= 1, "train.pack must be >= 1"),
+        (t.batch % t.pack == 0, f"train.batch ({t.batch}) must be a multiple of train.pack ({t.pack})"),
+        (t.log_every >= 1, "train.log_every must be >= 1"),
+        (t.ckpt_every >= 1 and t.ckpt_every % t.log_every == 0,
+         "train.ckpt_every must be a positive multiple of train.log_every"),
+        (t.eval_every >= 0, "train.eval_every must be >= 0"),
+        (m.z_dim >= 0, "model.z_dim must be >= 0"),
+        (m.g_depth >= 1 and m.d_depth >= 1, "model.g_depth and model.d_depth must be >= 1"),
+        (m.g_width >= 1 and m.d_width >= 1, "model.g_width and model.d_width must be >= 1"),
+        (0 <= cfg.data.holdout < 1, "data.holdout must be in [0, 1)"),
+        (cfg.data.n >= 2, "data.n must be >= 2"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)

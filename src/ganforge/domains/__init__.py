@@ -1,0 +1,100 @@
+"""Domains: everything that depends on the kind of data (loading, encoding, metrics, plots).
+
+The engine sees only ``Dataset.train``, a float tensor ``[N, *sample_shape]`` in the encoded
+space, and asks the domain to decode generated tensors back to the user's space. A new kind of
+data is one new file here that calls :func:`register_domain`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from ganforge.config import DataConfig
+from ganforge.errors import UsageError
+
+
+@dataclass
+class Dataset:
+    """A loaded data set, ready for the engine."""
+
+    name: str
+    domain: str
+    train: torch.Tensor
+    """Encoded training samples ``[N, *sample_shape]``, float32."""
+    state: dict[str, Any]
+    """JSON-serialisable facts needed to decode samples later without the data (e.g. scaler stats)."""
+    holdout: np.ndarray | None = None
+    """Held-out real samples in the user's space, for evaluation."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Known structure (mixture centres, latent hint) for metrics and defaults."""
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.shape[1:])
+
+
+class Domain(Protocol):
+    name: str
+    default_net: str
+    default_z_dim: int
+
+    def builtin_names(self) -> dict[str, str]:
+        """Built-in data set names and one-line descriptions."""
+
+    def claims(self, path: Path) -> bool:
+        """Whether a user file or folder at ``path`` is this domain's kind of data."""
+
+    def load(self, cfg: DataConfig) -> Dataset: ...
+
+    def decode(self, encoded: torch.Tensor, state: dict[str, Any]) -> np.ndarray: ...
+
+    def evaluate(self, samples: np.ndarray, dataset: Dataset) -> dict[str, Any]: ...
+
+    def save_samples(self, samples: np.ndarray, path: Path) -> None: ...
+
+    def plot(self, samples: np.ndarray, dataset: Dataset, path: Path) -> None: ...
+
+
+DOMAINS: dict[str, Domain] = {}
+
+
+def register_domain(domain: Domain) -> Domain:
+    DOMAINS[domain.name] = domain
+    return domain
+
+
+def get_domain(name: str) -> Domain:
+    if name not in DOMAINS:
+        raise UsageError(f"unknown domain '{name}'; choose one of {', '.join(DOMAINS)}")
+    return DOMAINS[name]
+
+
+def all_builtin() -> dict[str, tuple[str, str]]:
+    """Built-in data set name -> (domain, description)."""
+    return {name: (d.name, text) for d in DOMAINS.values() for name, text in d.builtin_names().items()}
+
+
+def infer_domain(source: str) -> Domain:
+    """The domain of a built-in name or a file path, with a clear error when neither fits."""
+    builtin = all_builtin()
+    if source in builtin:
+        return DOMAINS[builtin[source][0]]
+    path = Path(source)
+    if not path.exists():
+        raise UsageError(
+            f"'{source}' is neither a built-in data set nor an existing file; "
+            f"run 'ganforge datasets' for the names, or check the path"
+        )
+    for domain in DOMAINS.values():
+        if domain.claims(path):
+            return domain
+    raise UsageError(f"cannot tell what kind of data '{source}' holds; name it with --domain ({', '.join(DOMAINS)})")
+
+
+# Domains register themselves on import.
+from ganforge.domains import points  # noqa: E402,F401

@@ -1,0 +1,54 @@
+"""Network registry: a family name maps to builders of G and D from the model config.
+
+Networks never see the loop, the loss or the data files: ``G(z) -> x``, ``D(x) -> logits``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from ganforge.config import ModelConfig
+from ganforge.errors import UsageError
+from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
+
+
+@dataclass(frozen=True)
+class NetFamily:
+    generator: Callable[[ModelConfig, int, tuple[int, ...]], nn.Module]
+    """(model config, z_dim, sample shape) -> G."""
+    discriminator: Callable[[ModelConfig, tuple[int, ...]], nn.Module]
+    """(model config, D input shape, i.e. the sample shape with packing folded in) -> D."""
+
+
+NETS: dict[str, NetFamily] = {}
+
+
+def register_net(name: str, family: NetFamily) -> None:
+    NETS[name] = family
+
+
+def get_net(name: str) -> NetFamily:
+    if name not in NETS:
+        raise UsageError(f"unknown net '{name}'; choose one of {', '.join(NETS)}")
+    return NETS[name]
+
+
+def _flat(shape: tuple[int, ...]) -> int:
+    size = 1
+    for s in shape:
+        size *= s
+    return size
+
+
+register_net(
+    "mlp",
+    NetFamily(
+        generator=lambda m, z_dim, shape: MLPGenerator(z_dim, _flat(shape), m.g_width, m.g_depth, m.g_activation, m.g_norm),
+        discriminator=lambda m, shape: MLPDiscriminator(
+            _flat(shape), m.d_width, m.d_depth, m.d_activation, m.d_norm, m.spectral_norm, m.minibatch_stddev
+        ),
+    ),
+)

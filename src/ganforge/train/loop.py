@@ -1,0 +1,213 @@
+"""Algorithm 1 of Goodfellow et al. (2014): k discriminator steps, then one generator step.
+
+The loop knows only tensors: a data tensor ``[N, *shape]``, a generator and a discriminator from
+the net registry, a loss from the loss registry. Everything data-specific is a callback.
+
+All randomness of training (minibatch indices, latents, label noise, instance noise) comes from
+one ``torch.Generator`` whose state is checkpointed with the weights and optimiser moments, so a
+resumed run repeats the uninterrupted one bit for bit on the same machine.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ganforge.config import RunConfig
+from ganforge.errors import TrainingDiverged
+from ganforge.losses import get_loss, gradient_penalty, r1_penalty
+from ganforge.nets import get_net
+from ganforge.train import tricks
+from ganforge.nets.layers import MinibatchStdDev
+from ganforge.train.monitor import Monitor, diversity_ratio, grad_norm
+
+BATCH_DEPENDENT = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev)
+DIVERSITY_N = 256
+EMA_RAMPUP = 0.1
+
+
+@dataclass
+class Players:
+    """The two networks, the generator's moving average and their optimisers."""
+
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    z_dim: int
+
+
+def _adam(params, lr: float, betas: tuple[float, float], device: torch.device) -> torch.optim.Optimizer:
+    # The fused kernel is fastest where supported; foreach otherwise. Both are deterministic.
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
+
+
+def build_players(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[int, ...], device: torch.device) -> Players:
+    """Build G, D (with packing folded into D's input), G_ema and Adam optimisers, seeded by ``cfg.seed``."""
+    torch.manual_seed(cfg.seed)
+    family = get_net(net)
+    G = family.generator(cfg.model, z_dim, sample_shape).to(device)
+    D = family.discriminator(cfg.model, tricks.packed_shape(sample_shape, cfg.train.pack)).to(device)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    t = cfg.train
+    opt_G = _adam(G.parameters(), t.lr_g, (t.beta1, t.beta2), device)
+    opt_D = _adam(D.parameters(), t.lr_d, (t.beta1, t.beta2), device)
+    return Players(G, D, G_ema, opt_G, opt_D, z_dim)
+
+
+class Callbacks(Protocol):
+    def on_log(self, record: dict) -> None: ...
+
+    def on_checkpoint(self, step: int) -> None: ...
+
+    def on_eval(self, step: int) -> None: ...
+
+
+class Trainer:
+    """Sequences D and G steps, EMA, logging, evaluation and checkpoints; written once for every domain."""
+
+    def __init__(self, cfg: RunConfig, players: Players, data: Tensor, device: torch.device, callbacks: Callbacks) -> None:
+        self.cfg, self.t = cfg, cfg.train
+        self.p = players
+        self.data = data.to(device)
+        self.device = device
+        self.callbacks = callbacks
+        self.loss = get_loss(self.t.loss)
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        self.monitor = Monitor(device)
+        # Without batch-dependent layers, one D call on [real; fake] equals two separate calls, only faster.
+        self.batch_dependent_D = any(isinstance(m, BATCH_DEPENDENT) for m in players.D.modules())
+        self.step = 0
+        self.d_steps_since_log = 0
+        fixed = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+        self.fixed_z = torch.randn(DIVERSITY_N, players.z_dim, generator=fixed, device=device)
+        self.fixed_real = self.data[torch.randint(len(self.data), (DIVERSITY_N,), generator=fixed, device=device)]
+
+    # --- the two phases -------------------------------------------------------------------
+    def latents(self, n: int) -> Tensor:
+        return torch.randn(n, self.p.z_dim, generator=self.gen, device=self.device)
+
+    def discriminate(self, x: Tensor, noise_std: float) -> Tensor:
+        return self.p.D(tricks.pack(tricks.add_instance_noise(x, noise_std, self.gen), self.t.pack))
+
+    def d_step(self, noise_std: float) -> None:
+        t, D = self.t, self.p.D
+        real = self.data[torch.randint(len(self.data), (t.batch,), generator=self.gen, device=self.device)]
+        with torch.no_grad():
+            fake = self.p.G(self.latents(t.batch))
+        if t.separate_batches and self.batch_dependent_D:
+            real_logits, fake_logits = self.discriminate(real, noise_std), self.discriminate(fake, noise_std)
+        else:
+            both = self.discriminate(torch.cat([real, fake]), noise_std)
+            real_logits, fake_logits = both.chunk(2)
+        real_target, fake_target = tricks.label_targets(t, real_logits.shape[0], self.gen, self.device)
+        loss_d = self.loss.d(real_logits, fake_logits, real_target, fake_target)
+        total = loss_d + self.penalties(real, fake)
+        self.p.opt_D.zero_grad(set_to_none=True)
+        total.backward()
+        self.p.opt_D.step()
+        if t.weight_clip > 0:
+            with torch.no_grad():
+                for param in D.parameters():
+                    param.clamp_(-t.weight_clip, t.weight_clip)
+        self.monitor.record_d(real_logits.detach(), fake_logits.detach(), loss_d)
+        self.d_steps_since_log += 1
+
+    def penalties(self, real: Tensor, fake: Tensor) -> Tensor | float:
+        t, D, extra = self.t, self.p.D, 0.0
+        if self.loss.penalty == "gp":
+            real_p, fake_p = tricks.pack(real, t.pack), tricks.pack(fake, t.pack)
+            eps = torch.rand(real_p.shape[0], generator=self.gen, device=self.device)
+            extra = extra + t.gp_weight * gradient_penalty(D, real_p, fake_p, eps)
+        if t.r1_weight > 0:
+            extra = extra + t.r1_weight * r1_penalty(D, tricks.pack(real, t.pack))
+        return extra
+
+    def g_step(self, noise_std: float) -> None:
+        D = self.p.D
+        D.requires_grad_(False)  # G's step must not touch D: no gradients are even computed for it
+        try:
+            fake_logits = self.discriminate(self.p.G(self.latents(self.t.batch)), noise_std)
+            loss_g = self.loss.g(fake_logits)
+            self.p.opt_G.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.p.opt_G.step()
+        finally:
+            D.requires_grad_(True)
+        self.monitor.record_g(loss_g)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.t.ema <= 0:
+            self.p.G_ema.load_state_dict(self.p.G.state_dict())
+            return
+        # ramp-up (as in StyleGAN): average over about the last 10% of the steps so far, capped by
+        # train.ema, so early on G_ema is not an average of very different, fast-moving generators
+        decay = min(self.t.ema, 1.0 - 1.0 / (1.0 + EMA_RAMPUP * self.step))
+        ema_params = list(self.p.G_ema.parameters())
+        torch._foreach_lerp_(ema_params, list(self.p.G.parameters()), 1.0 - decay)
+        for ema_buf, buf in zip(self.p.G_ema.buffers(), self.p.G.buffers()):
+            ema_buf.copy_(buf)
+
+    def set_learning_rates(self) -> None:
+        if self.t.lr_decay <= 0:
+            return
+        progress = self.step / max(self.t.steps, 1)
+        factor = 1.0 - self.t.lr_decay * 0.5 * (1 - math.cos(math.pi * min(progress, 1.0)))
+        for opt, lr in ((self.p.opt_G, self.t.lr_g), (self.p.opt_D, self.t.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self, progress: Callable[[int], None] | None = None) -> None:
+        """Train from ``self.step`` to ``train.steps``; raises TrainingDiverged on NaN/inf."""
+        t = self.t
+        self.p.G.train()
+        self.p.D.train()
+        while self.step < t.steps:
+            self.set_learning_rates()
+            noise_std = tricks.instance_noise_std(t, self.step)
+            for _ in range(t.n_critic):
+                self.d_step(noise_std)
+            self.g_step(noise_std)
+            self.step += 1
+            self.update_ema()
+            if progress is not None:
+                progress(self.step)
+            if self.step % t.log_every == 0 or self.step == t.steps:
+                self.log()
+            if t.eval_every and self.step % t.eval_every == 0 and self.step != t.steps:
+                self.callbacks.on_eval(self.step)
+            if self.step % t.ckpt_every == 0 and self.step != t.steps:
+                self.callbacks.on_checkpoint(self.step)
+
+    def log(self) -> None:
+        self.p.G.eval()
+        with torch.no_grad():
+            diversity = diversity_ratio(self.p.G(self.fixed_z), self.fixed_real)
+        self.p.G.train()
+        record = self.monitor.flush(self.step, self.d_steps_since_log, grad_norm(self.p.D), grad_norm(self.p.G), diversity)
+        self.d_steps_since_log = 0
+        finite = Monitor.finite(record) and all(bool(torch.isfinite(p).all()) for p in self.p.G.parameters())
+        self.callbacks.on_log(record)
+        if not finite:
+            raise TrainingDiverged(f"a loss, gradient or weight became NaN/inf at step {self.step}")
+
+    # --- state for checkpoints --------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        return {"G": self.p.G, "D": self.p.D, "G_ema": self.p.G_ema}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_G": self.p.opt_G, "opt_D": self.p.opt_D}
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"train": self.gen, "torch_global": torch.default_generator}

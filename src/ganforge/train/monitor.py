@@ -1,0 +1,150 @@
+"""Watching the game: D's verdicts, the confusion matrix, gradient norms, and the alarms.
+
+Each D step adds its logits' statistics into one small tensor on the device (no host sync in
+the hot loop); every ``log_every`` generator steps the loop calls :meth:`Monitor.flush`, which
+reads that tensor once and returns a record for ``metrics.jsonl`` plus any warnings.
+
+Conventions: real is the positive class and D says "real" when its logit is > 0, i.e.
+D(x) = sigmoid(logit) > 0.5. TP = real judged real, FN = real judged fake, FP = fake judged real,
+TN = fake judged fake, as fractions of the samples seen in the interval. At the equilibrium of
+the minimax game D(x) = D(G(z)) = 0.5 and both accuracies approach 0.5. For Wasserstein and hinge
+critics the logit is a score, not a log-odds: the threshold 0 and the sigmoid are read only as
+"which side D leans to".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+# order of the accumulated statistics
+_KEYS = ("loss_d", "d_real", "d_fake", "tp", "fn", "fp", "tn", "n_real", "n_fake")
+
+
+@dataclass
+class Alarms:
+    """How long a symptom must last (in log intervals) before it is reported."""
+
+    d_wins_accuracy: float = 0.99
+    d_wins_patience: int = 5
+    collapse_ratio: float = 0.25
+    collapse_patience: int = 2
+    vanishing_grad: float = 1e-5
+    vanishing_patience: int = 5
+
+
+@dataclass
+class Monitor:
+    device: torch.device
+    alarms: Alarms = field(default_factory=Alarms)
+
+    def __post_init__(self) -> None:
+        self._acc_d = torch.zeros(len(_KEYS), device=self.device, dtype=torch.float64)
+        self._acc_g = torch.zeros(2, device=self.device, dtype=torch.float64)
+        self._streak = {"d_wins": 0, "collapse": 0, "vanishing": 0}
+        self.warnings: list[dict] = []
+
+    @torch.no_grad()
+    def record_d(self, real_logits: Tensor, fake_logits: Tensor, loss_d: Tensor) -> None:
+        real_judged_real = (real_logits > 0).sum()
+        fake_judged_real = (fake_logits > 0).sum()
+        n_real, n_fake = real_logits.numel(), fake_logits.numel()
+        stats = torch.stack([
+            loss_d.detach().double(),
+            torch.sigmoid(real_logits).double().sum(),
+            torch.sigmoid(fake_logits).double().sum(),
+            real_judged_real.double(),
+            (n_real - real_judged_real).double(),
+            fake_judged_real.double(),
+            (n_fake - fake_judged_real).double(),
+            torch.tensor(float(n_real), device=self.device, dtype=torch.float64),
+            torch.tensor(float(n_fake), device=self.device, dtype=torch.float64),
+        ])
+        self._acc_d += stats  # loss_d summed per D step; divided by the D step count at flush
+
+    @torch.no_grad()
+    def record_g(self, loss_g: Tensor) -> None:
+        self._acc_g += torch.stack([loss_g.detach().double(), torch.ones((), device=self.device, dtype=torch.float64)])
+
+    def flush(self, step: int, d_steps: int, grad_norm_d: float, grad_norm_g: float, diversity: float) -> dict:
+        """Summarise the interval since the last flush; returns the log record (with ``warnings``)."""
+        acc = dict(zip(_KEYS, self._acc_d.tolist()))
+        g_loss_sum, g_steps = self._acc_g.tolist()
+        self._acc_d.zero_()
+        self._acc_g.zero_()
+        n_real, n_fake = max(acc["n_real"], 1.0), max(acc["n_fake"], 1.0)
+        record = {
+            "step": step,
+            "loss_d": acc["loss_d"] / max(d_steps, 1),
+            "loss_g": g_loss_sum / max(g_steps, 1),
+            "d_real": acc["d_real"] / n_real,
+            "d_fake": acc["d_fake"] / n_fake,
+            "acc_real": acc["tp"] / n_real,
+            "acc_fake": acc["tn"] / n_fake,
+            "confusion": {
+                "tp": acc["tp"] / (n_real + n_fake),
+                "fn": acc["fn"] / (n_real + n_fake),
+                "fp": acc["fp"] / (n_real + n_fake),
+                "tn": acc["tn"] / (n_real + n_fake),
+            },
+            "grad_norm_d": grad_norm_d,
+            "grad_norm_g": grad_norm_g,
+            "diversity": diversity,
+        }
+        record["warnings"] = self._alarms(record)
+        return record
+
+    @staticmethod
+    def finite(record: dict) -> bool:
+        return all(math.isfinite(record[k]) for k in ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g"))
+
+    def _alarms(self, r: dict) -> list[str]:
+        a, out = self.alarms, []
+        d_wins = r["acc_real"] >= a.d_wins_accuracy and r["acc_fake"] >= a.d_wins_accuracy
+        if self._bump("d_wins", d_wins) == a.d_wins_patience:
+            out.append(
+                f"D wins outright (real acc {r['acc_real']:.3f}, fake acc {r['acc_fake']:.3f}, "
+                f"D(G(z)) = {r['d_fake']:.3f}) for {a.d_wins_patience} log intervals: G's gradient is vanishing; "
+                "try loss=ns, label_smoothing=0.1, instance_noise=0.1, or a lower lr_d"
+            )
+        collapsed = r["diversity"] < a.collapse_ratio
+        if self._bump("collapse", collapsed) == a.collapse_patience:
+            out.append(
+                f"sample diversity collapsed to {r['diversity']:.2f} of the data's (mode collapse): "
+                "try pack=2, minibatch_stddev=true, or loss=wgan-gp"
+            )
+        vanishing = r["grad_norm_g"] < a.vanishing_grad
+        if self._bump("vanishing", vanishing) == a.vanishing_patience:
+            out.append(f"G's gradient norm is {r['grad_norm_g']:.2e}: vanishing gradients; try loss=ns or loss=wgan-gp")
+        for text in out:
+            self.warnings.append({"step": r["step"], "warning": text})
+        return out
+
+    def _bump(self, name: str, active: bool) -> int:
+        self._streak[name] = self._streak[name] + 1 if active else 0
+        return self._streak[name]
+
+    def state(self) -> dict:
+        return {"streak": dict(self._streak), "warnings": list(self.warnings)}
+
+    def load_state(self, state: dict) -> None:
+        self._streak.update(state.get("streak", {}))
+        self.warnings = list(state.get("warnings", []))
+
+
+def grad_norm(module: torch.nn.Module) -> float:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
+@torch.no_grad()
+def diversity_ratio(fake: Tensor, real: Tensor) -> float:
+    """Mean pairwise distance of generated samples over that of real samples (1 = as diverse as the data)."""
+    fake_d = torch.pdist(fake.flatten(1).double()).mean()
+    real_d = torch.pdist(real.flatten(1).double()).mean()
+    return float(fake_d / real_d.clamp_min(1e-12))

@@ -1,0 +1,21 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+# Small, fast networks for tests that train; every key is an ordinary --set override.
+TINY = ["model.g_width=32", "model.d_width=32", "model.g_depth=2", "model.d_depth=2", "train.batch=64",
+        "train.log_every=10", "train.ckpt_every=50", "train.eval_every=0"]
+
+
+def run_cli(*args: str, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real console entry point in a fresh interpreter."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "ganforge", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def cli():
+    return run_cli

@@ -1,0 +1,149 @@
+"""The loop's contract: each player's step leaves the other player untouched; k D steps per G step."""
+
+import copy
+
+import pytest
+import torch
+
+from ganforge.config import RunConfig, set_value
+from ganforge.train.loop import Trainer, build_players
+
+
+class NoCallbacks:
+    def on_log(self, record):
+        self.last = record
+
+    def on_checkpoint(self, step):
+        pass
+
+    def on_eval(self, step):
+        pass
+
+
+def make_trainer(**settings) -> Trainer:
+    cfg = RunConfig()
+    for key, value in {"model.g_width": 16, "model.d_width": 16, "model.g_depth": 2, "model.d_depth": 2,
+                       "train.batch": 32, "train.log_every": 5, "train.steps": 10, **settings}.items():
+        set_value(cfg, key, value)
+    torch.manual_seed(123)
+    data = torch.randn(500, 2) * 0.5 + 1.0
+    players = build_players(cfg, "mlp", 4, (2,), torch.device("cpu"))
+    return Trainer(cfg, players, data, torch.device("cpu"), NoCallbacks())
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def assert_changed(a, b):
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("loss", ["minimax", "ns", "wasserstein", "wgan-gp", "hinge", "lsgan"])
+def test_d_step_leaves_generator_untouched(loss):
+    trainer = make_trainer(**{"train.loss": loss, "train.r1_weight": 1.0})
+    G0, D0 = snapshot(trainer.p.G), snapshot(trainer.p.D)
+    trainer.d_step(noise_std=0.0)
+    assert_same(G0, snapshot(trainer.p.G))
+    assert all(p.grad is None for p in trainer.p.G.parameters())
+    assert_changed(D0, snapshot(trainer.p.D))
+
+
+@pytest.mark.parametrize("loss", ["minimax", "ns", "wasserstein", "wgan-gp", "hinge", "lsgan"])
+def test_g_step_leaves_discriminator_untouched(loss):
+    trainer = make_trainer(**{"train.loss": loss})
+    trainer.d_step(noise_std=0.0)  # give D's optimiser some state too
+    G0, D0 = snapshot(trainer.p.G), snapshot(trainer.p.D)
+    opt_D0 = copy.deepcopy(trainer.p.opt_D.state_dict())
+    D_grads = [p.grad.clone() for p in trainer.p.D.parameters()]
+    trainer.g_step(noise_std=0.0)
+    assert_same(D0, snapshot(trainer.p.D))
+    for before, p in zip(D_grads, trainer.p.D.parameters()):
+        assert torch.equal(before, p.grad)  # no gradient was even accumulated into D
+    after = trainer.p.opt_D.state_dict()
+    for idx, stats in opt_D0["state"].items():
+        for key, value in stats.items():
+            assert torch.equal(value, after["state"][idx][key])
+    assert_changed(G0, snapshot(trainer.p.G))
+    assert all(p.requires_grad for p in trainer.p.D.parameters())
+
+
+def test_n_critic_discriminator_steps_per_generator_step():
+    trainer = make_trainer(**{"train.n_critic": 5, "train.steps": 3, "train.log_every": 100})
+    calls = {"d": 0, "g": 0}
+    d_step, g_step = trainer.d_step, trainer.g_step
+    trainer.d_step = lambda s: (calls.__setitem__("d", calls["d"] + 1), d_step(s))
+    trainer.g_step = lambda s: (calls.__setitem__("g", calls["g"] + 1), g_step(s))
+    trainer.run()
+    assert calls == {"d": 15, "g": 3}
+    assert trainer.p.opt_D.state_dict()["state"][0]["step"].item() == 15
+    assert trainer.p.opt_G.state_dict()["state"][0]["step"].item() == 3
+
+
+def test_separate_learning_rates():
+    trainer = make_trainer(**{"train.lr_g": 1e-3, "train.lr_d": 4e-4})
+    assert trainer.p.opt_G.param_groups[0]["lr"] == 1e-3
+    assert trainer.p.opt_D.param_groups[0]["lr"] == 4e-4
+
+
+def test_weight_clipping_bounds_every_critic_weight():
+    trainer = make_trainer(**{"train.loss": "wasserstein", "train.weight_clip": 0.01, "train.lr_d": 0.1})
+    trainer.d_step(0.0)
+    assert max(p.abs().max().item() for p in trainer.p.D.parameters()) <= 0.01
+
+
+def test_ema_follows_generator_with_rampup():
+    trainer = make_trainer(**{"train.ema": 0.999})
+    trainer.step = 0
+    trainer.update_ema()  # at step 0 the ramp-up makes G_ema a copy of G
+    assert_same(snapshot(trainer.p.G), snapshot(trainer.p.G_ema))
+    trainer.g_step(0.0)
+    trainer.step = 1000
+    before = snapshot(trainer.p.G_ema)
+    trainer.update_ema()
+    decay = min(0.999, 1 - 1 / (1 + 0.1 * 1000))
+    for (name, ema), g in zip(trainer.p.G_ema.named_parameters(), trainer.p.G.parameters()):
+        torch.testing.assert_close(ema, before[name] * decay + g.detach() * (1 - decay))
+
+
+@pytest.mark.parametrize("settings", [
+    {"train.pack": 4},
+    {"model.minibatch_stddev": True},
+    {"model.spectral_norm": True},
+    {"train.separate_batches": False},
+    {"train.soft_labels": True, "train.label_flip": 0.1},
+    {"train.label_smoothing": 0.1},
+    {"train.instance_noise": 0.5},
+    {"model.d_norm": "batch", "model.g_norm": "batch"},
+    {"model.d_norm": "layer", "model.g_activation": "elu"},
+    {"train.loss": "wgan-gp", "train.n_critic": 5},
+    {"train.lr_decay": 1.0},
+])
+def test_every_trick_trains_and_logs_finite_values(settings):
+    trainer = make_trainer(**settings)
+    trainer.run()
+    record = trainer.callbacks.last
+    assert record["step"] == 10
+    assert all(v == v for v in (record["loss_d"], record["loss_g"], record["d_real"], record["d_fake"]))
+    conf = record["confusion"]
+    assert conf["tp"] + conf["fn"] + conf["fp"] + conf["tn"] == pytest.approx(1.0)
+
+
+def test_training_is_deterministic_for_a_seed():
+    a, b = make_trainer(), make_trainer()
+    a.run()
+    b.run()
+    assert_same(snapshot(a.p.G), snapshot(b.p.G))
+
+
+def test_lr_decay_reaches_the_floor_at_the_last_step():
+    trainer = make_trainer(**{"train.lr_decay": 0.9, "train.lr_g": 1e-3})
+    trainer.step = trainer.t.steps
+    trainer.set_learning_rates()
+    assert trainer.p.opt_G.param_groups[0]["lr"] == pytest.approx(1e-4)
