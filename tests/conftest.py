@@ -3,6 +3,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
+
+# Test networks are tiny: one thread is faster than two and immune to oversubscribed cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 # Small, fast networks for tests that train; every key is an ordinary --set override.
 TINY = ["model.g_width=32", "model.d_width=32", "model.g_depth=2", "model.d_depth=2", "train.batch=64",

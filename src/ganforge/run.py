@@ -161,10 +161,12 @@ class Run:
                              "restore the original file or train a new run")
         return dataset
 
-    def evaluate(self, n: int = EVAL_N, seed: int = 0, dataset: Dataset | None = None, G: nn.Module | None = None) -> dict[str, Any]:
+    def evaluate(self, n: int = EVAL_N, seed: int = 0, dataset: Dataset | None = None, G: nn.Module | None = None,
+                 quick: bool = False) -> dict[str, Any]:
+        """Score ``n`` samples against the run's data with the domain's metrics."""
         dataset = dataset or self.load_data()
         samples = self.sample(n, seed, G=G)
-        return self.domain.evaluate(samples, dataset)
+        return self.domain.evaluate(samples, dataset, quick=quick)
 
 
 def new_run(cfg: RunConfig, out: Path | None) -> tuple[Path, Dataset]:
@@ -192,8 +194,7 @@ def train(cfg: RunConfig, out: Path | None = None, resume: Path | None = None, s
         run = Run(resume)
         cfg = run.config
         if steps is not None:
-            cfg.train.steps = steps
-            write_json(run.path / "config.json", cfg.to_dict())
+            cfg.train.steps = steps  # saved once the checkpoint has been verified
         validate(cfg)
         path, dataset = run.path, run.load_data()
     else:
@@ -218,6 +219,9 @@ def _train_locked(run: Run, cfg: RunConfig, dataset: Dataset, resuming: bool, pr
         trainer.step = state["step"]
         trainer.monitor.load_state(state["extra"].get("monitor", {}))
         elapsed_before = state["extra"].get("elapsed", 0.0)
+        if trainer.step > cfg.train.steps:
+            raise UsageError(f"{run.path} is already at step {trainer.step}; give --steps >= {trainer.step}")
+        write_json(run.path / "config.json", cfg.to_dict())
         run.log.truncate_after(trainer.step)
         echo(f"resuming {run.path} from step {trainer.step} of {cfg.train.steps}")
     else:
@@ -290,9 +294,9 @@ class _Callbacks:
         else:
             self.echo(text)
 
-    def on_eval(self, step: int) -> dict:
+    def on_eval(self, step: int, quick: bool = True) -> dict:
         trainer = self.trainer
-        metrics = self.run.evaluate(EVAL_N, seed=0, dataset=self.dataset, G=trainer.p.G_ema)
+        metrics = self.run.evaluate(EVAL_N, seed=0, dataset=self.dataset, G=trainer.p.G_ema, quick=quick)
         self.run.log.append({"step": step, "eval": metrics})
         return metrics
 
@@ -308,7 +312,7 @@ class _Callbacks:
         step = trainer.step
         self.on_checkpoint(step)
         wall = time.perf_counter() - self.t_start
-        metrics = self.on_eval(step)
+        metrics = self.on_eval(step, quick=False)
         samples = run.sample(EVAL_N, seed=0, G=trainer.p.G_ema)
         run.domain.save_samples(samples, run.path / "samples.npy")
         run.domain.plot(samples, self.dataset, run.path / "samples.png")
