@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+from ganforge.config import RunConfig, load_config_file, merge_dict, parse_override, set_value, validate
+from ganforge.errors import UsageError
+
+
+def test_dotted_overrides_are_typed():
+    cfg = RunConfig()
+    set_value(cfg, "train.lr_d", "1e-4")
+    set_value(cfg, "train.steps", "2500")
+    set_value(cfg, "model.spectral_norm", "true")
+    set_value(cfg, "train.loss", "hinge")
+    assert cfg.train.lr_d == 1e-4 and cfg.train.steps == 2500 and cfg.model.spectral_norm is True
+    assert cfg.train.loss == "hinge"
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("train.steps", "1.5", "not a number"),
+    ("train.lr_g", "fast", "not a number"),
+    ("model.spectral_norm", "maybe", "not a boolean"),
+    ("model.g_norm", "group", "choose one of"),
+    ("train.nope", "1", "unknown setting"),
+    ("nope.lr", "1", "unknown setting"),
+])
+def test_bad_overrides_name_the_key(key, value, message):
+    with pytest.raises(UsageError, match=message):
+        set_value(RunConfig(), key, value)
+
+
+def test_parse_override_needs_an_equals_sign():
+    assert parse_override("train.lr_d = 3") == ("train.lr_d", "3")
+    with pytest.raises(UsageError, match="key=value"):
+        parse_override("train.lr_d")
+
+
+def test_json_and_toml_files(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"train": {"loss": "lsgan", "batch": 64}, "seed": 3}))
+    (tmp_path / "c.toml").write_text("seed = 4\n[model]\nz_dim = 8\n")
+    cfg = RunConfig()
+    merge_dict(cfg, load_config_file(tmp_path / "c.json"), "c.json")
+    merge_dict(cfg, load_config_file(tmp_path / "c.toml"), "c.toml")
+    assert (cfg.train.loss, cfg.train.batch, cfg.seed, cfg.model.z_dim) == ("lsgan", 64, 4, 8)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(UsageError, match="cannot be parsed"):
+        load_config_file(tmp_path / "bad.json")
+    with pytest.raises(UsageError, match="unknown section"):
+        merge_dict(RunConfig(), {"trian": {"steps": 1}}, "x")
+
+
+def test_round_trip_through_a_dict():
+    cfg = RunConfig()
+    set_value(cfg, "train.pack", "4")
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("key,value", [("train.batch", 0), ("train.n_critic", 0), ("train.ema", 1.0),
+                                       ("train.pack", 3), ("train.ckpt_every", 150), ("train.steps", -1)])
+def test_validate_rejects_settings_that_cannot_train(key, value):
+    cfg = RunConfig()
+    set_value(cfg, key, value)
+    with pytest.raises(UsageError):
+        validate(cfg)
