@@ -32,11 +32,41 @@ RECIPES = {
                  "train.instance_noise=0"],
 }
 TARGETS = {"ring8": (8, 0.97, 0.02), "grid25": (25, 0.95, 0.02)}
+USER_MIXTURE = "user12"  # 12 random centres in [-3, 3]^2, std 0.05, written to a .npy: defaults not tuned to it
+
+
+def user_mixture(workdir: Path) -> tuple[Path, "object", float]:
+    """A mixture the defaults never saw, given to ganforge as a user's file (no mode list)."""
+    import numpy as np
+
+    rng = np.random.default_rng(12)
+    centres = rng.uniform(-3, 3, size=(12, 2))
+    while min(np.linalg.norm(a - b) for i, a in enumerate(centres) for b in centres[i + 1:]) < 0.8:
+        centres = rng.uniform(-3, 3, size=(12, 2))  # keep modes apart so "nearest mode" is meaningful
+    std = 0.05
+    points = centres[rng.integers(12, size=50_000)] + std * rng.standard_normal((50_000, 2))
+    path = workdir / "user12.npy"
+    np.save(path, points)
+    return path, centres, std
+
+
+def score_user_run(out: Path, centres, std: float) -> dict:
+    import numpy as np
+
+    from ganforge.metrics import mixture_metrics
+    from ganforge.run import Run
+
+    m = mixture_metrics(Run(out).sample(2500, seed=0), np.asarray(centres), std)
+    return {"modes": m["modes"], "modes_total": m["modes_total"], "hq": m["hq_fraction"], "kl": m["reverse_kl"]}
 
 
 def one_run(data: str, seed: int, settings: list[str], workdir: Path) -> dict:
     out = workdir / f"{data}-{seed}-{abs(hash(tuple(settings))) % 10**6}"
-    cmd = [sys.executable, "-m", "ganforge", "train", data, "--out", str(out), "--seed", str(seed), "--quiet", "--json"]
+    source, user = data, None
+    if data == USER_MIXTURE:
+        path, centres, std = user_mixture(workdir)
+        source, user = str(path), (centres, std)
+    cmd = [sys.executable, "-m", "ganforge", "train", source, "--out", str(out), "--seed", str(seed), "--quiet", "--json"]
     for kv in settings:
         cmd += ["--set", kv]
     t0 = time.perf_counter()
@@ -44,6 +74,8 @@ def one_run(data: str, seed: int, settings: list[str], workdir: Path) -> dict:
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         return {"data": data, "seed": seed, "failed": proc.stderr.strip().splitlines()[-1:], "seconds": seconds}
+    if user is not None:
+        return {"data": data, "seed": seed, **score_user_run(out, *user), "seconds": seconds}
     ev = json.loads(proc.stdout)["eval"]
     return {"data": data, "seed": seed, "modes": ev["modes"], "modes_total": ev["modes_total"],
             "hq": ev["hq_fraction"], "kl": ev["reverse_kl"], "seconds": seconds}
@@ -66,13 +98,18 @@ def table(results: list[dict]) -> str:
         full = sum(r["modes"] == r["modes_total"] for r in ok)
         kls = [r["kl"] if r["kl"] != "inf" else float("inf") for r in ok]
         modes_t, hq_t, kl_t = TARGETS.get(data, (None, None, None))
-        meets = ok and len(ok) == len(runs) and full == len(runs) and statistics.mean(r["hq"] for r in ok) >= hq_t \
-            and statistics.mean(kls) <= kl_t and max(r["seconds"] for r in runs) <= 60 if modes_t else False
+        meets = "n/a"
+        if modes_t:
+            # as the published tables: means over seeds, plus all modes in every seed and every run <= 60 s
+            meets = "yes" if (ok and len(ok) == len(runs) and full == len(runs)
+                              and statistics.mean(r["hq"] for r in ok) >= hq_t and statistics.mean(kls) <= kl_t
+                              and max(r["seconds"] for r in runs) <= 60) else "no"
         rows.append(
             f"| {data} | {recipe} | {statistics.mean(r['modes'] for r in ok) if ok else 0:.1f} / {total} | "
-            f"{full}/{len(runs)} | {spread([100 * r['hq'] for r in ok], '.1f')} | {spread(kls, '.3f')} | "
+            f"{full}/{len(runs)} | {spread([100 * r['hq'] for r in ok], '.1f')} (min {100 * min(r['hq'] for r in ok):.1f}) | "
+            f"{spread(kls, '.3f')} (max {max(kls):.3f}) | "
             f"{spread([r['seconds'] for r in runs], '.1f')} (max {max(r['seconds'] for r in runs):.1f}) | "
-            f"{'yes' if meets else 'no'} |")
+            f"{meets} |")
     return "\n".join(rows)
 
 
@@ -85,7 +122,8 @@ def group(results: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=["ring8", "grid25"])
+    parser.add_argument("--sets", nargs="+", default=["ring8", "grid25", USER_MIXTURE],
+                        help=f"built-in sets, and {USER_MIXTURE}: a random mixture given as a user file")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--out", type=Path, default=Path("bench-out/toy2d.json"))

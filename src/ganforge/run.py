@@ -32,7 +32,7 @@ from ganforge.losses import get_loss
 from ganforge.nets import get_net
 from ganforge.sample import latents
 from ganforge.train import checkpoint as ckpt
-from ganforge.train.loop import Players, Trainer, build_players
+from ganforge.train.loop import Trainer, build_generator, build_players
 
 EVAL_N = 2500
 
@@ -139,9 +139,9 @@ class Run:
         """The EMA generator of the newest checkpoint, in eval mode."""
         device = device or resolve_device(self.config.device)
         tensors, _ = ckpt.read_checkpoint(self.latest_checkpoint())
-        players = build_players(self.config, self.config.model.net, self.config.model.z_dim, self.sample_shape, device)
-        ckpt.load_module_weights(tensors, "G_ema", players.G_ema)
-        return players.G_ema.eval()
+        G_ema = build_generator(self.config, self.config.model.net, self.config.model.z_dim, self.sample_shape, device)
+        ckpt.load_module_weights(tensors, "G_ema", G_ema)
+        return G_ema.eval()
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0, truncation: float | None = None, G: nn.Module | None = None) -> np.ndarray:

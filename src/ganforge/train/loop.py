@@ -51,12 +51,16 @@ def _adam(params, lr: float, betas: tuple[float, float], device: torch.device) -
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
+def build_generator(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[int, ...], device: torch.device) -> nn.Module:
+    """G alone, for sampling from a checkpoint (its weights are loaded afterwards)."""
+    return get_net(net).generator(cfg.model, z_dim, sample_shape).to(device)
+
+
 def build_players(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[int, ...], device: torch.device) -> Players:
     """Build G, D (with packing folded into D's input), G_ema and Adam optimisers, seeded by ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
-    family = get_net(net)
-    G = family.generator(cfg.model, z_dim, sample_shape).to(device)
-    D = family.discriminator(cfg.model, tricks.packed_shape(sample_shape, cfg.train.pack)).to(device)
+    G = build_generator(cfg, net, z_dim, sample_shape, device)
+    D = get_net(net).discriminator(cfg.model, tricks.packed_shape(sample_shape, cfg.train.pack)).to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     t = cfg.train
     opt_G = _adam(G.parameters(), t.lr_g, (t.beta1, t.beta2), device)
