@@ -78,7 +78,7 @@ def test_n_critic_discriminator_steps_per_generator_step():
     trainer = make_trainer(**{"train.n_critic": 5, "train.steps": 3, "train.log_every": 100})
     calls = {"d": 0, "g": 0}
     d_step, g_step = trainer.d_step, trainer.g_step
-    trainer.d_step = lambda s: (calls.__setitem__("d", calls["d"] + 1), d_step(s))
+    trainer.d_step = lambda s, i: (calls.__setitem__("d", calls["d"] + 1), d_step(s, i))
     trainer.g_step = lambda s: (calls.__setitem__("g", calls["g"] + 1), g_step(s))
     trainer.run()
     assert calls == {"d": 15, "g": 3}
@@ -147,3 +147,27 @@ def test_lr_decay_reaches_the_floor_at_the_last_step():
     trainer.step = trainer.t.steps
     trainer.set_learning_rates()
     assert trainer.p.opt_G.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def test_lazy_r1_applies_every_kth_d_step_scaled_by_k():
+    from ganforge.losses import r1_penalty
+
+    trainer = make_trainer(**{"train.r1_weight": 0.5, "train.r1_every": 4, "train.loss": "ns"})
+    real, fake = trainer.data[:32], torch.zeros(32, 2)
+    expected = 0.5 * 4 * r1_penalty(trainer.p.D, real)
+    for index in range(8):
+        penalty = trainer.penalties(real, fake, index)
+        if index % 4:
+            assert penalty == 0.0
+        else:
+            assert torch.allclose(penalty, expected)
+
+
+def test_lazy_r1_counts_d_steps_across_generator_steps():
+    # with n_critic = 2 and r1_every = 4, R1 falls on the first D step of every second G step
+    trainer = make_trainer(**{"train.r1_weight": 1.0, "train.r1_every": 4, "train.n_critic": 2})
+    seen = []
+    original = trainer.penalties
+    trainer.penalties = lambda real, fake, index: seen.append(index) or original(real, fake, index)
+    trainer.run()
+    assert seen == list(range(20))

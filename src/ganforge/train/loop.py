@@ -103,7 +103,7 @@ class Trainer:
     def discriminate(self, x: Tensor, noise_std: float) -> Tensor:
         return self.p.D(tricks.pack(tricks.add_instance_noise(x, noise_std, self.gen), self.t.pack))
 
-    def d_step(self, noise_std: float) -> None:
+    def d_step(self, noise_std: float, index: int = 0) -> None:
         t, D = self.t, self.p.D
         real = self.data[torch.randint(len(self.data), (t.batch,), generator=self.gen, device=self.device)]
         with torch.no_grad():
@@ -115,7 +115,7 @@ class Trainer:
             real_logits, fake_logits = both.chunk(2)
         real_target, fake_target = tricks.label_targets(t, real_logits.shape[0], self.gen, self.device)
         loss_d = self.loss.d(real_logits, fake_logits, real_target, fake_target)
-        total = loss_d + self.penalties(real, fake)
+        total = loss_d + self.penalties(real, fake, self.step * t.n_critic + index)
         self.p.opt_D.zero_grad(set_to_none=True)
         total.backward()
         self.p.opt_D.step()
@@ -126,14 +126,16 @@ class Trainer:
         self.monitor.record_d(real_logits.detach(), fake_logits.detach(), loss_d)
         self.d_steps_since_log += 1
 
-    def penalties(self, real: Tensor, fake: Tensor) -> Tensor | float:
+    def penalties(self, real: Tensor, fake: Tensor, d_step_index: int = 0) -> Tensor | float:
         t, D, extra = self.t, self.p.D, 0.0
         if self.loss.penalty == "gp":
             real_p, fake_p = tricks.pack(real, t.pack), tricks.pack(fake, t.pack)
             eps = torch.rand(real_p.shape[0], generator=self.gen, device=self.device)
             extra = extra + t.gp_weight * gradient_penalty(D, real_p, fake_p, eps)
-        if t.r1_weight > 0:
-            extra = extra + t.r1_weight * r1_penalty(D, tricks.pack(real, t.pack))
+        if t.r1_weight > 0 and d_step_index % t.r1_every == 0:
+            # lazy R1: every r1_every-th D step (counted over the whole run, so resuming repeats it),
+            # weighted by r1_every so the average penalty is unchanged
+            extra = extra + t.r1_weight * t.r1_every * r1_penalty(D, tricks.pack(real, t.pack))
         return extra
 
     def g_step(self, noise_std: float) -> None:
@@ -180,8 +182,8 @@ class Trainer:
         while self.step < t.steps:
             self.set_learning_rates()
             noise_std = tricks.instance_noise_std(t, self.step)
-            for _ in range(t.n_critic):
-                self.d_step(noise_std)
+            for i in range(t.n_critic):
+                self.d_step(noise_std, i)
             self.g_step(noise_std)
             self.step += 1
             self.update_ema()
