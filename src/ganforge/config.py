@@ -1,7 +1,8 @@
 """One typed run configuration: dataclasses with defaults, a file, dotted overrides.
 
-Resolution order (later wins): dataclass defaults, the data set's own hints (e.g. the
-4-number latent of ``gaussian2d``), a ``--config`` file (JSON or TOML), then ``--set key=value``
+Resolution order (later wins): dataclass defaults (tuned for points), the domain's recipe for
+keys the user left alone (e.g. DCGAN's Adam settings for images), the data set's own hints (e.g.
+the 4-number latent of ``gaussian2d``), a ``--config`` file (JSON or TOML), then ``--set key=value``
 and the dedicated CLI flags. Every run saves its resolved configuration as ``config.json``.
 """
 
@@ -16,7 +17,7 @@ from typing import Any, Literal
 
 from ganforge.errors import UsageError
 
-Norm = Literal["none", "batch", "layer"]
+Norm = Literal["none", "batch", "layer", "instance"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh"]
 
 
@@ -32,6 +33,14 @@ class DataConfig:
     """Fraction of a user's file held out for evaluation (0 disables the split)."""
     standardize: bool = True
     """Train on per-feature standardised data; samples are mapped back to the original scale."""
+    channels: int = 0
+    """Images: 1 (gray) or 3 (RGB) to convert to; 0 keeps gray as gray and colour as RGB."""
+    size: str = ""
+    """Images: resize to ``"32"`` (square) or ``"28x56"`` (height x width); empty keeps the size."""
+    resample: Literal["nearest", "bilinear", "bicubic", "lanczos", "box"] = "bicubic"
+    """Images: the resampling filter used when resizing."""
+    skip_bad: bool = False
+    """Images: skip (and count) unreadable image files instead of stopping with an error."""
 
 
 @dataclass
@@ -40,9 +49,9 @@ class ModelConfig:
     """Network family from the net registry; empty means the domain's default (``mlp`` for points)."""
     z_dim: int = 0
     """Latent size; 0 means the data set's hint or the domain default."""
-    g_width: int = 256
+    g_width: int = 128
     g_depth: int = 3
-    d_width: int = 256
+    d_width: int = 128
     d_depth: int = 3
     g_activation: Activation = "relu"
     d_activation: Activation = "leaky_relu"
@@ -58,22 +67,25 @@ class ModelConfig:
 class TrainConfig:
     steps: int = 6000
     """Generator steps; each is preceded by ``n_critic`` discriminator steps."""
-    batch: int = 256
+    batch: int = 128
     loss: str = "ns"
     """One of the registered losses: minimax, ns, wasserstein, wgan-gp, hinge, lsgan."""
     n_critic: int = 1
-    lr_g: float = 2e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lr_decay: float = 0.0
+    lr_g: float = 4e-3
+    lr_d: float = 4e-3
+    beta1: float = 0.0
+    beta2: float = 0.9
+    lr_decay: float = 1.0
     """Cosine decay of both learning rates to ``lr * (1 - lr_decay)`` at the last step (0 = constant)."""
     ema: float = 0.999
     """Decay of the generator's exponential moving average used for sampling (0 = off)."""
     gp_weight: float = 10.0
     """Lambda of the gradient penalty used by ``wgan-gp`` (Gulrajani et al. 2017)."""
-    r1_weight: float = 0.0
+    r1_weight: float = 0.1
     """Gamma of the R1 penalty on real data (Mescheder et al. 2018); 0 = off."""
+    r1_every: int = 16
+    """Lazy regularisation (Karras et al. 2020, StyleGAN2): apply R1 every this many D steps, scaled
+    by the same factor, so its double backward costs 1/r1_every as much (1 = every step)."""
     weight_clip: float = 0.0
     """Clip D's weights to [-c, c] after every D step (the original WGAN); 0 = off."""
     label_smoothing: float = 0.0
@@ -103,6 +115,10 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def __post_init__(self) -> None:
+        # dotted keys given explicitly (file, --set, flags); a domain's defaults never override them
+        self.explicit: set[str] = set()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -172,6 +188,25 @@ def set_value(cfg: RunConfig, key: str, value: Any) -> None:
         valid = ", ".join(k for k in fields if not dataclasses.is_dataclass(getattr(target, k)))
         raise UsageError(f"unknown setting '{key}'; valid keys here: {valid}")
     setattr(target, name, _coerce(value, fields[name], key))
+    if isinstance(cfg, RunConfig):
+        cfg.explicit.add(key)
+
+
+def get_value(cfg: RunConfig, key: str) -> Any:
+    target: Any = cfg
+    for part in key.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def apply_defaults(cfg: RunConfig, defaults: dict[str, Any]) -> None:
+    """Apply a domain's recipe (e.g. the DCGAN learning rates for images) to every key the user
+    left alone: not set through a file, ``--set`` or a flag, and still at the global default."""
+    pristine = RunConfig()
+    for key, value in defaults.items():
+        if key not in cfg.explicit and get_value(cfg, key) == get_value(pristine, key):
+            set_value(cfg, key, value)
+            cfg.explicit.discard(key)
 
 
 def merge_dict(cfg: Any, values: dict[str, Any], where: str, prefix: str = "") -> None:
@@ -184,8 +219,12 @@ def merge_dict(cfg: Any, values: dict[str, Any], where: str, prefix: str = "") -
             if not dataclasses.is_dataclass(sub):
                 raise UsageError(f"{where}: unknown section '{key}'")
             merge_dict(sub, value, where, key + ".")
+            if isinstance(cfg, RunConfig):
+                cfg.explicit.update(f"{key}.{k}" for k in value if not isinstance(value[k], dict))
         else:
             set_value_on(cfg, name, value, where, key)
+            if isinstance(cfg, RunConfig):
+                cfg.explicit.add(key)
 
 
 def set_value_on(section: Any, name: str, value: Any, where: str, key: str) -> None:
@@ -233,6 +272,7 @@ def validate(cfg: RunConfig) -> None:
         (0 <= t.label_flip < 0.5, "train.label_flip must be in [0, 0.5)"),
         (t.instance_noise >= 0, "train.instance_noise must be >= 0"),
         (t.pack >= 1, "train.pack must be >= 1"),
+        (t.r1_every >= 1, "train.r1_every must be >= 1"),
         (t.batch % t.pack == 0, f"train.batch ({t.batch}) must be a multiple of train.pack ({t.pack})"),
         (t.log_every >= 1, "train.log_every must be >= 1"),
         (t.ckpt_every >= 1 and t.ckpt_every % t.log_every == 0,

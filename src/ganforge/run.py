@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganforge.config import RunConfig, validate
+from ganforge.config import RunConfig, apply_defaults, validate
 from ganforge.domains import Dataset, get_domain, infer_domain
 from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.io import atomic_write, write_json
@@ -174,6 +174,8 @@ def new_run(cfg: RunConfig, out: Path | None) -> tuple[Path, Dataset]:
     validate(cfg)
     dataset = load_dataset(cfg)
     domain = get_domain(dataset.domain)
+    apply_defaults(cfg, domain.defaults)
+    validate(cfg)
     cfg.model.net = cfg.model.net or domain.default_net
     cfg.model.z_dim = cfg.model.z_dim or int(dataset.meta.get("z_dim", domain.default_z_dim))
     get_loss(cfg.train.loss)  # unknown names fail here, before anything is written

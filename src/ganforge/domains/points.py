@@ -153,6 +153,7 @@ class PointsDomain:
     name = "points"
     default_net = "mlp"
     default_z_dim = 16
+    defaults: dict[str, Any] = {}  # the dataclass defaults are the points recipe
 
     def builtin_names(self) -> dict[str, str]:
         return {name: s.description for name, s in POINT_SETS.items()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ganforge.errors import UsageError
+
 ACTIVATIONS = {
     "relu": lambda: nn.ReLU(),
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
@@ -25,7 +27,9 @@ def make_norm_1d(kind: str, width: int) -> nn.Module:
         return nn.BatchNorm1d(width)
     if kind == "layer":
         return nn.LayerNorm(width)
-    return nn.Identity()
+    if kind == "none":
+        return nn.Identity()
+    raise UsageError(f"normalisation '{kind}' does not apply to an MLP; choose none, batch or layer")
 
 
 def maybe_spectral_norm(layer: nn.Module, enabled: bool) -> nn.Module:
