@@ -28,7 +28,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("data", required=False)
-@click.option("--domain", default=None, help="Kind of data (points); inferred when omitted.")
+@click.option("--domain", default=None, help="Kind of data (points, images); inferred when omitted.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory to create (default runs/NNNNN-DATA).")
 @click.option("--steps", type=int, default=None, help="Generator steps (each after n_critic D steps).")
 @click.option("--batch", type=int, default=None, help="Minibatch size.")
@@ -39,7 +39,8 @@ def cli() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(data, domain, out, steps, batch, seed, config_file, overrides, resume, dry_run, as_json, quiet) -> None:
+@click.option("--skip-bad", is_flag=True, default=None, help="Images: skip and count unreadable files instead of stopping.")
+def train(data, domain, out, steps, batch, seed, config_file, overrides, resume, dry_run, as_json, quiet, skip_bad) -> None:
     """Train a GAN on DATA (a built-in name, see 'ganforge datasets', or a file)."""
     from ganforge import run as runlib
     from ganforge.config import RunConfig, load_config_file, merge_dict, parse_override, set_value
@@ -47,7 +48,7 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
     if steps is not None and steps < 0:
         raise UsageError(f"--steps must be >= 0, got {steps}")
     if resume is not None:
-        if data or domain or out or batch is not None or seed is not None or config_file or overrides:
+        if data or domain or out or batch is not None or seed is not None or config_file or overrides or skip_bad:
             raise UsageError("--resume continues a run with its own config; only --steps may be given with it")
         if not resume.is_dir():
             raise UsageError(f"run directory not found: {resume}; give the folder 'ganforge train' wrote")
@@ -62,7 +63,8 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
     for text in overrides:
         set_value(cfg, *parse_override(text))
     cfg.data.source = data
-    for key, value in (("data.domain", domain), ("train.steps", steps), ("train.batch", batch), ("seed", seed)):
+    for key, value in (("data.domain", domain), ("train.steps", steps), ("train.batch", batch), ("seed", seed),
+                       ("data.skip_bad", skip_bad)):
         if value is not None:
             set_value(cfg, key, value)
     if dry_run:

@@ -42,6 +42,8 @@ class Domain(Protocol):
     name: str
     default_net: str
     default_z_dim: int
+    defaults: dict[str, Any]
+    """The domain's training recipe as dotted settings, applied to keys the user left alone."""
 
     def builtin_names(self) -> dict[str, str]:
         """Built-in data set names and one-line descriptions."""
@@ -97,4 +99,4 @@ def infer_domain(source: str) -> Domain:
 
 
 # Domains register themselves on import.
-from ganforge.domains import points  # noqa: E402,F401
+from ganforge.domains import images, points  # noqa: E402,F401

@@ -693,6 +693,13 @@ class ImagesDomain:
     name = "images"
     default_net = "dcgan"
     default_z_dim = 100
+    # the DCGAN recipe (Radford et al. 2016; PyTorch's DCGAN example): Adam 2e-4 with beta1 0.5,
+    # batch norm in both nets, constant learning rate; the points recipe (lr 4e-3, R1) is for MLPs
+    defaults: dict[str, Any] = {
+        "model.g_width": 64, "model.d_width": 64, "model.g_norm": "batch", "model.d_norm": "batch",
+        "train.batch": 64, "train.steps": 3000, "train.lr_g": 2e-4, "train.lr_d": 2e-4,
+        "train.beta1": 0.5, "train.beta2": 0.999, "train.lr_decay": 0.0, "train.r1_weight": 0.0,
+    }
 
     def builtin_names(self) -> dict[str, str]:
         return {name: spec.description for name, spec in BUILTIN_IMAGES.items()}

@@ -12,6 +12,7 @@ from torch import nn
 
 from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
+from ganforge.nets.dcgan import dcgan_discriminator, dcgan_generator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
 
 
@@ -52,3 +53,5 @@ register_net(
         ),
     ),
 )
+
+register_net("dcgan", NetFamily(generator=dcgan_generator, discriminator=dcgan_discriminator))
