@@ -62,3 +62,19 @@ def test_validate_rejects_settings_that_cannot_train(key, value):
     set_value(cfg, key, value)
     with pytest.raises(UsageError):
         validate(cfg)
+
+
+def test_domain_recipe_fills_only_the_keys_the_user_left_alone(tmp_path):
+    from ganforge.config import apply_defaults
+
+    recipe = {"train.lr_g": 2e-4, "train.lr_d": 2e-4, "train.batch": 64, "model.g_norm": "batch", "seed": 5}
+    cfg = RunConfig()
+    set_value(cfg, "train.lr_g", "1e-3")  # --set
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nbatch = 128\n")  # a file that states the global default explicitly
+    merge_dict(cfg, load_config_file(path), str(path))
+    cfg.model.g_norm = "layer"  # Python API: an attribute changed from the default
+    apply_defaults(cfg, recipe)
+    assert cfg.train.lr_g == 1e-3 and cfg.train.batch == 128 and cfg.model.g_norm == "layer"
+    assert cfg.train.lr_d == 2e-4 and cfg.seed == 5
+    assert "train.lr_d" not in cfg.explicit
