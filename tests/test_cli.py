@@ -196,3 +196,28 @@ def test_tampered_checkpoint(trained_run, cli, tmp_path):
 def test_sample_to_unsupported_suffix_writes_nothing(trained_run, cli, tmp_path):
     one_error_line(cli("sample", str(trained_run[0]), "--n", "5", "--out", str(tmp_path / "x.txt")), ".npy or .csv")
     assert not (tmp_path / "x.txt").exists()
+
+
+def test_dry_run_prints_the_config_that_would_train(cli):
+    # images get the DCGAN recipe for the keys left alone; the user's --set wins
+    proc = cli("train", "digits", "--dry-run", "--set", "train.lr_g=1e-3")
+    assert proc.returncode == 0, proc.stderr
+    cfg = json.loads(proc.stdout)
+    assert cfg["model"]["net"] == "dcgan" and cfg["model"]["z_dim"] == 100
+    assert cfg["train"]["lr_g"] == 1e-3 and cfg["train"]["lr_d"] == 2e-4 and cfg["train"]["beta1"] == 0.5
+    points = json.loads(cli("train", "ring8", "--dry-run").stdout)
+    assert points["model"]["net"] == "mlp" and points["train"]["lr_d"] == 4e-3
+
+
+def test_gradient_penalty_on_images_gets_a_critic_without_batch_norm(cli):
+    cfg = json.loads(cli("train", "digits", "--dry-run", "--set", "train.loss=wgan-gp").stdout)
+    assert cfg["model"]["d_norm"] == "layer"
+    proc = cli("train", "digits", "--dry-run", "--set", "train.loss=wgan-gp", "--set", "model.d_norm=batch")
+    one_error_line(proc, "batch norm", "model.d_norm=layer")
+
+
+def test_a_net_that_does_not_fit_the_data_fails_before_writing(cli, tmp_path):
+    out = tmp_path / "run"
+    proc = cli("train", "ring8", "--out", str(out), "--set", "model.net=dcgan")
+    one_error_line(proc, "dcgan")
+    assert not out.exists()

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def train(data: str, out: str | Path | None = None, config: RunConfig | None = N
 
     if resume is not None:
         return runlib.train(None, resume=Path(resume), progress=progress)
-    cfg = config or RunConfig()
+    cfg = copy.deepcopy(config) if config is not None else RunConfig()  # the caller's object stays as it was
     cfg.data.source = data
     for key, value in (settings or {}).items():
         set_value(cfg, key, value)

@@ -39,7 +39,7 @@ def cli() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as one JSON object.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@click.option("--skip-bad", is_flag=True, default=None, help="Images: skip and count unreadable files instead of stopping.")
+@click.option("--skip-bad", is_flag=True, help="Images: skip and count unreadable files instead of stopping.")
 def train(data, domain, out, steps, batch, seed, config_file, overrides, resume, dry_run, as_json, quiet, skip_bad) -> None:
     """Train a GAN on DATA (a built-in name, see 'ganforge datasets', or a file)."""
     from ganforge import run as runlib
@@ -63,14 +63,13 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
     for text in overrides:
         set_value(cfg, *parse_override(text))
     cfg.data.source = data
-    for key, value in (("data.domain", domain), ("train.steps", steps), ("train.batch", batch), ("seed", seed),
-                       ("data.skip_bad", skip_bad)):
+    for key, value in (("data.domain", domain), ("train.steps", steps), ("train.batch", batch), ("seed", seed)):
         if value is not None:
             set_value(cfg, key, value)
+    if skip_bad:
+        set_value(cfg, "data.skip_bad", True)
     if dry_run:
-        from ganforge.config import validate
-
-        validate(cfg)
+        runlib.resolve(cfg)  # loads the data: what is printed is exactly what would train
         click.echo(json.dumps(cfg.to_dict(), indent=2))
         return
     summary = runlib.train(cfg, out=out, progress=not quiet, echo=_err)

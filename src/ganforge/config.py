@@ -201,7 +201,11 @@ def get_value(cfg: RunConfig, key: str) -> Any:
 
 def apply_defaults(cfg: RunConfig, defaults: dict[str, Any]) -> None:
     """Apply a domain's recipe (e.g. the DCGAN learning rates for images) to every key the user
-    left alone: not set through a file, ``--set`` or a flag, and still at the global default."""
+    left alone: not set through a file, ``--set`` or a flag, and still at the global default.
+
+    A value assigned as a Python attribute counts as set only if it differs from the global
+    default; to pin a key to the global default from Python, use ``set_value`` (or ``settings=``).
+    """
     pristine = RunConfig()
     for key, value in defaults.items():
         if key not in cfg.explicit and get_value(cfg, key) == get_value(pristine, key):

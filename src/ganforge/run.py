@@ -33,6 +33,7 @@ from ganforge.nets import get_net
 from ganforge.sample import latents
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.loop import Trainer, build_generator, build_players
+from ganforge.train.tricks import packed_shape
 
 EVAL_N = 2500
 
@@ -117,8 +118,10 @@ class Run:
             raise UsageError(f"{self.path} is not a ganforge run directory (no config.json); "
                              "give the folder that 'ganforge train' wrote")
         try:
-            self.config = RunConfig.from_dict(json.loads((self.path / "config.json").read_text(encoding="utf-8")),
-                                              where=str(self.path / "config.json"))
+            saved = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
+            if isinstance(saved.get("train"), dict):
+                saved["train"].setdefault("r1_every", 1)  # runs from before lazy R1 applied it on every D step
+            self.config = RunConfig.from_dict(saved, where=str(self.path / "config.json"))
             self.data_state = json.loads((self.path / "data.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise UsageError(f"{self.path}: config.json or data.json cannot be read ({exc}); the run is damaged") from None
@@ -169,17 +172,36 @@ class Run:
         return self.domain.evaluate(samples, dataset, quick=quick)
 
 
-def new_run(cfg: RunConfig, out: Path | None) -> tuple[Path, Dataset]:
-    """Create a fresh run directory with its resolved config; never touches an existing run."""
+def resolve(cfg: RunConfig) -> Dataset:
+    """Resolve ``cfg`` in place as training will use it, and load its data; raises UsageError on
+    anything that would fail later (unknown loss or net, a net that does not fit the data).
+
+    Order: the user's keys, then the domain's recipe for keys left alone, then the data set's
+    hints (latent size) and the domain's net.
+    """
     validate(cfg)
     dataset = load_dataset(cfg)
     domain = get_domain(dataset.domain)
     apply_defaults(cfg, domain.defaults)
+    loss = get_loss(cfg.train.loss)
+    if (loss.penalty == "gp" or cfg.train.r1_weight > 0) and cfg.model.d_norm == "batch":
+        if "model.d_norm" in cfg.explicit:
+            raise UsageError("a gradient penalty (wgan-gp or train.r1_weight > 0) is per sample, which batch norm in D "
+                             "breaks; set model.d_norm=layer or none")
+        cfg.model.d_norm = "layer"  # the WGAN-GP paper's choice for a penalised critic
     validate(cfg)
     cfg.model.net = cfg.model.net or domain.default_net
     cfg.model.z_dim = cfg.model.z_dim or int(dataset.meta.get("z_dim", domain.default_z_dim))
-    get_loss(cfg.train.loss)  # unknown names fail here, before anything is written
-    get_net(cfg.model.net)
+    # build both nets once on the CPU, so a net that cannot take this data fails before anything is written
+    family = get_net(cfg.model.net)
+    family.generator(cfg.model, cfg.model.z_dim, dataset.sample_shape)
+    family.discriminator(cfg.model, packed_shape(dataset.sample_shape, cfg.train.pack))
+    return dataset
+
+
+def new_run(cfg: RunConfig, out: Path | None) -> tuple[Path, Dataset]:
+    """Create a fresh run directory with its resolved config; never touches an existing run."""
+    dataset = resolve(cfg)
     path = out or next_run_dir(Path("runs"), cfg.data.source)
     if path.exists() and any(path.iterdir()):
         raise UsageError(f"{path} already exists and is not empty; pick another --out, or continue it with --resume {path}")

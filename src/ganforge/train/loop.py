@@ -134,7 +134,8 @@ class Trainer:
             extra = extra + t.gp_weight * gradient_penalty(D, real_p, fake_p, eps)
         if t.r1_weight > 0 and d_step_index % t.r1_every == 0:
             # lazy R1: every r1_every-th D step (counted over the whole run, so resuming repeats it),
-            # weighted by r1_every so the average penalty is unchanged
+            # weighted by r1_every so its average gradient matches; under Adam the effect is somewhat
+            # weaker than R1 on every step (the default gamma was tuned with lazy R1)
             extra = extra + t.r1_weight * t.r1_every * r1_penalty(D, tricks.pack(real, t.pack))
         return extra
 
