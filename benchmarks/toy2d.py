@@ -8,6 +8,7 @@ no EMA, no learning-rate schedule.
 
     python benchmarks/toy2d.py                       # ring8 and grid25, 10 seeds, both recipes
     python benchmarks/toy2d.py --sets ring8 --seeds 3 --recipes default
+    python benchmarks/toy2d.py --textbook-seeds 3    # fewer seeds for the baseline only
 
 Prints a Markdown table (paste it into docs/BENCHMARKS.md) and writes every run's numbers to
 bench-out/toy2d.json.
@@ -126,13 +127,16 @@ def main() -> None:
                         help=f"built-in sets, and {USER_MIXTURE}: a random mixture given as a user file")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--textbook-seeds", type=int, default=None,
+                        help="seeds for the textbook baseline (default: --seeds); it is a reference, not a target")
     parser.add_argument("--out", type=Path, default=Path("bench-out/toy2d.json"))
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for data in args.sets:
             for recipe in args.recipes:
-                for seed in range(args.seeds):
+                seeds = args.seeds if recipe != "textbook" or args.textbook_seeds is None else args.textbook_seeds
+                for seed in range(seeds):
                     r = one_run(data, seed, RECIPES[recipe], Path(tmp))
                     r["recipe"] = recipe
                     results.append(r)
