@@ -102,6 +102,9 @@ class TrainConfig:
     """Show D all-real and all-fake minibatches separately (ganhacks) instead of one mixed batch."""
     pack: int = 1
     """PacGAN packing degree: D judges ``pack`` samples jointly."""
+    reuse_fakes: bool = False
+    """The G step reuses the last D step's fake batch (as the PyTorch DCGAN tutorial does) instead
+    of drawing fresh noise as Algorithm 1 does: one forward pass of G fewer per step."""
     log_every: int = 100
     ckpt_every: int = 1000
     eval_every: int = 1000

@@ -171,3 +171,23 @@ def test_lazy_r1_counts_d_steps_across_generator_steps():
     trainer.penalties = lambda real, fake, index: seen.append(index) or original(real, fake, index)
     trainer.run()
     assert seen == list(range(20))
+
+
+@pytest.mark.parametrize("n_critic", [1, 3])
+def test_reuse_fakes_runs_G_once_per_D_step_and_G_step_uses_the_last_fakes(n_critic):
+    trainer = make_trainer(**{"train.reuse_fakes": True, "train.n_critic": n_critic, "train.steps": 4,
+                              "train.log_every": 100})
+    outputs = []
+    trainer.p.G.register_forward_hook(lambda module, args, out: outputs.append(out))
+    G0, D0 = snapshot(trainer.p.G), snapshot(trainer.p.D)
+    for i in range(n_critic):
+        trainer.d_step(0.0, i)
+    assert_same(G0, snapshot(trainer.p.G))  # D's steps still leave G alone
+    assert all(p.grad is None for p in trainer.p.G.parameters())
+    seen_by_d = []
+    trainer.p.D.register_forward_pre_hook(lambda module, args: seen_by_d.append(args[0]))
+    trainer.g_step(0.0)
+    assert len(outputs) == n_critic  # no extra forward pass of G for the G step
+    assert torch.equal(seen_by_d[0], outputs[-1].detach())  # ... which judged the last D step's fakes
+    assert_changed(G0, snapshot(trainer.p.G))
+    assert trainer.kept_fake is None

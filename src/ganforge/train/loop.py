@@ -92,6 +92,7 @@ class Trainer:
         self.batch_dependent_D = any(isinstance(m, BATCH_DEPENDENT) for m in players.D.modules())
         self.step = 0
         self.d_steps_since_log = 0
+        self.kept_fake: Tensor | None = None  # the last D step's fakes, with G's graph (train.reuse_fakes)
         fixed = torch.Generator(device=device).manual_seed(cfg.seed + 2)
         self.fixed_z = torch.randn(DIVERSITY_N, players.z_dim, generator=fixed, device=device)
         self.fixed_real = self.data[torch.randint(len(self.data), (DIVERSITY_N,), generator=fixed, device=device)]
@@ -106,8 +107,13 @@ class Trainer:
     def d_step(self, noise_std: float, index: int = 0) -> None:
         t, D = self.t, self.p.D
         real = self.data[torch.randint(len(self.data), (t.batch,), generator=self.gen, device=self.device)]
-        with torch.no_grad():
-            fake = self.p.G(self.latents(t.batch))
+        if t.reuse_fakes and index == t.n_critic - 1:
+            # keep G's graph for the G step; D trains on a detached copy
+            self.kept_fake = self.p.G(self.latents(t.batch))
+            fake = self.kept_fake.detach()
+        else:
+            with torch.no_grad():
+                fake = self.p.G(self.latents(t.batch))
         if t.separate_batches and self.batch_dependent_D:
             real_logits, fake_logits = self.discriminate(real, noise_std), self.discriminate(fake, noise_std)
         else:
@@ -143,7 +149,9 @@ class Trainer:
         D = self.p.D
         D.requires_grad_(False)  # G's step must not touch D: no gradients are even computed for it
         try:
-            fake_logits = self.discriminate(self.p.G(self.latents(self.t.batch)), noise_std)
+            fake = self.kept_fake if self.kept_fake is not None else self.p.G(self.latents(self.t.batch))
+            self.kept_fake = None
+            fake_logits = self.discriminate(fake, noise_std)
             loss_g = self.loss.g(fake_logits)
             self.p.opt_G.zero_grad(set_to_none=True)
             loss_g.backward()
