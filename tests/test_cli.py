@@ -221,3 +221,39 @@ def test_a_net_that_does_not_fit_the_data_fails_before_writing(cli, tmp_path):
     proc = cli("train", "ring8", "--out", str(out), "--set", "model.net=dcgan")
     one_error_line(proc, "dcgan")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("mode", ["slerp", "lerp"])
+def test_interpolate_writes_paths_whose_ends_are_the_samples_of_those_latents(cli, trained_run, tmp_path, mode):
+    from ganforge import load
+
+    run_dir, _ = trained_run
+    out = tmp_path / "path.npy"
+    proc = cli("interpolate", str(run_dir), "--out", str(out), "--pairs", "3", "--steps", "5", "--mode", mode,
+               "--seed", "4")
+    assert proc.returncode == 0, proc.stderr
+    path = np.load(out).reshape(3, 5, 2)
+    ends = load(run_dir).sample(6, seed=4)
+    np.testing.assert_allclose(path[:, 0], ends[0::2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(path[:, -1], ends[1::2], rtol=1e-5, atol=1e-6)
+    assert np.abs(np.diff(path, axis=1)).sum() > 0  # it moves between the ends
+
+
+def test_interpolate_rejects_bad_options(cli, trained_run, tmp_path):
+    run_dir, _ = trained_run
+    one_error_line(cli("interpolate", str(run_dir), "--out", str(tmp_path / "p.npy"), "--steps", "1"), "--steps")
+    one_error_line(cli("interpolate", str(tmp_path / "nope"), "--out", str(tmp_path / "p.npy")), "nope")
+
+
+def test_image_interpolation_grid_has_one_path_per_row(tmp_path):
+    from PIL import Image
+
+    import ganforge
+
+    run_dir = tmp_path / "digits"
+    ganforge.train("digits", out=run_dir, settings={"train.steps": 2, "train.batch": 16, "model.g_width": 8,
+                                                     "model.d_width": 8, "train.eval_every": 0})
+    ganforge.load(run_dir).domain.save_samples(ganforge.load(run_dir).interpolate(pairs=3, steps=7), tmp_path / "s.png",
+                                               columns=7)
+    width, height = Image.open(tmp_path / "s.png").size
+    assert (width, height) == (7 * (8 + 2) + 2, 3 * (8 + 2) + 2)  # 8x8 digits, 2-pixel padding

@@ -94,6 +94,28 @@ def sample(run_dir, n, out, seed, truncation) -> None:
     _err(f"wrote {len(samples)} samples to {out}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output file: .npy/.csv rows for points; a .png grid (one row per pair) or .npz for images.")
+@click.option("--pairs", type=int, default=4, show_default=True, help="Number of paths, each between two random latents.")
+@click.option("--steps", type=int, default=8, show_default=True, help="Points per path, both ends included.")
+@click.option("--mode", type=click.Choice(["slerp", "lerp"]), default="slerp", show_default=True,
+              help="Great-circle (slerp) or straight-line (lerp) path in latent space.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--truncation", type=float, default=None, help="Redraw endpoint latent entries beyond this |z|.")
+def interpolate(run_dir, out, pairs, steps, mode, seed, truncation) -> None:
+    """Walk the latent space between pairs of random latents and write what G makes along the way."""
+    from ganforge.run import Run
+
+    if truncation is not None and truncation <= 0:
+        raise UsageError(f"--truncation must be > 0, got {truncation}")
+    run = Run(run_dir)
+    samples = run.interpolate(pairs, steps, mode, seed, truncation)
+    run.domain.save_samples(samples, out, columns=steps)
+    _err(f"wrote {pairs} {mode} paths of {steps} samples to {out}")
+
+
 @cli.command(name="eval")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--n", "n", type=int, default=2500, show_default=True, help="Number of generated samples to score.")

@@ -30,12 +30,15 @@ from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.io import atomic_write, write_json
 from ganforge.losses import get_loss
 from ganforge.nets import get_net
-from ganforge.sample import latents
+from ganforge.sample import latents, lerp, slerp
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.loop import Trainer, build_generator, build_players
 from ganforge.train.tricks import packed_shape
 
 EVAL_N = 2500
+
+
+PATHS = {"slerp": slerp, "lerp": lerp}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -152,10 +155,32 @@ class Run:
         if n < 1:
             raise UsageError(f"--n must be >= 1, got {n}")
         G = G or self.generator()
-        device = next(G.parameters()).device
-        z = latents(n, self.config.model.z_dim, seed, truncation, device)
+        z = latents(n, self.config.model.z_dim, seed, truncation, next(G.parameters()).device)
+        return self.generate(z, G)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, G: nn.Module | None = None) -> np.ndarray:
+        """Samples in the user's space for given latents ``z: [n, z_dim]``."""
+        G = G or self.generator()
+        z = z.to(next(G.parameters()).device)
         encoded = torch.cat([G(chunk) for chunk in z.split(4096)])
         return self.domain.decode(encoded, self.data_state)
+
+    @torch.no_grad()
+    def interpolate(self, pairs: int = 4, steps: int = 8, mode: str = "slerp", seed: int = 0,
+                    truncation: float | None = None) -> np.ndarray:
+        """``pairs`` latent paths of ``steps`` points each, endpoints included: the samples, pair by
+        pair (``[pairs * steps, ...]``). Pair ``i`` runs from latent ``2i`` to ``2i + 1`` of
+        ``latents(2 * pairs, z_dim, seed)``, so its ends are ``sample(2 * pairs, seed)[2i]`` and ``[2i + 1]``.
+        ``mode`` is ``slerp`` (great circle, keeps the typical latent norm) or ``lerp`` (straight line).
+        """
+        if pairs < 1 or steps < 2:
+            raise UsageError(f"--pairs must be >= 1 and --steps >= 2, got {pairs} and {steps}")
+        if mode not in PATHS:
+            raise UsageError(f"unknown interpolation '{mode}'; choose {' or '.join(PATHS)}")
+        z = latents(2 * pairs, self.config.model.z_dim, seed, truncation)
+        path = torch.cat([PATHS[mode](z[2 * i], z[2 * i + 1], steps) for i in range(pairs)])
+        return self.generate(path)
 
     def load_data(self) -> Dataset:
         dataset = self.domain.load(self.config.data)

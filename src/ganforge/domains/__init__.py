@@ -57,7 +57,8 @@ class Domain(Protocol):
 
     def evaluate(self, samples: np.ndarray, dataset: Dataset, quick: bool = False) -> dict[str, Any]: ...
 
-    def save_samples(self, samples: np.ndarray, path: Path) -> None: ...
+    def save_samples(self, samples: np.ndarray, path: Path, columns: int | None = None) -> None:
+        """Write samples to ``path``; ``columns`` lays out a picture (e.g. one interpolation path a row)."""
 
     def plot(self, samples: np.ndarray, dataset: Dataset, path: Path) -> None: ...
 

@@ -762,8 +762,9 @@ class ImagesDomain:
                              f"shape {list(real.shape[1:])}; sample from a run trained on this data")
         return {"n": int(len(fake)), **pixel_statistics(real, fake, QUICK_EVAL_N if quick else EVAL_N)}
 
-    def save_samples(self, samples: np.ndarray, path: Path) -> None:
-        """``.png``: one grid image; ``.npz``: the array under ``images``; ``.npy``: the array."""
+    def save_samples(self, samples: np.ndarray, path: Path, columns: int | None = None) -> None:
+        """``.png``: one grid image (``columns`` wide, else about square); ``.npz``: the array under
+        ``images``; ``.npy``: the array."""
         from ganforge.io import atomic_write
 
         images = check_images(samples, "samples")
@@ -773,7 +774,7 @@ class ImagesDomain:
             raise UsageError(f"--out {path}: images are written as .png (a grid), .npz or .npy")
         with atomic_write(path, "wb") as fh:
             if suffix == ".png":
-                _to_pil(image_grid(images)).save(fh, format="PNG")
+                _to_pil(image_grid(images, columns)).save(fh, format="PNG")
             elif suffix == ".npz":
                 np.savez_compressed(fh, images=images)
             else:

@@ -218,7 +218,8 @@ class PointsDomain:
                 result.update(prdc(real, fake, k=5))
         return result
 
-    def save_samples(self, samples: np.ndarray, path: Path) -> None:
+    def save_samples(self, samples: np.ndarray, path: Path, columns: int | None = None) -> None:
+        """``.npy`` or ``.csv`` rows; ``columns`` is for pictures and does not apply to points."""
         from ganforge.io import atomic_write
 
         if path.suffix == ".npy":
