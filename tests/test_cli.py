@@ -257,3 +257,8 @@ def test_image_interpolation_grid_has_one_path_per_row(tmp_path):
                                                columns=7)
     width, height = Image.open(tmp_path / "s.png").size
     assert (width, height) == (7 * (8 + 2) + 2, 3 * (8 + 2) + 2)  # 8x8 digits, 2-pixel padding
+
+
+def test_feature_scores_are_for_images_only(cli, trained_run):
+    run_dir, _ = trained_run
+    one_error_line(cli("eval", str(run_dir), "--features", "digits-cnn"), "images")

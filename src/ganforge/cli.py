@@ -121,13 +121,15 @@ def interpolate(run_dir, out, pairs, steps, mode, seed, truncation) -> None:
 @click.option("--n", "n", type=int, default=2500, show_default=True, help="Number of generated samples to score.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def evaluate(run_dir, n, seed, as_json) -> None:
+@click.option("--features", default=None, help="Images: also FID, KID and precision/recall on this extractor's "
+              "features (digits-cnn).")
+def evaluate(run_dir, n, seed, as_json, features) -> None:
     """Score a run's generator against its data (mode coverage, distances, precision/recall)."""
     from ganforge.run import Run
 
     if n < 10:
         raise UsageError(f"--n must be >= 10 for a meaningful score, got {n}")
-    metrics = Run(run_dir).evaluate(n, seed)
+    metrics = Run(run_dir).evaluate(n, seed, features=features)
     if as_json:
         click.echo(json.dumps(_jsonable(metrics)))
     else:

@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from ganforge.errors import UsageError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
@@ -44,3 +46,19 @@ def fsync_dir(path: str | Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def package_file(distribution: str, relative: str, purpose: str, install: str) -> Path:
+    """A file shipped inside an installed distribution (data, weights), located through its
+    metadata without importing the package; a clear UsageError names what to install."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        raise UsageError(f"{purpose} needs the {distribution} package; install it with: {install}") from None
+    path = Path(str(dist.locate_file(relative)))
+    if not path.is_file():
+        raise UsageError(f"{purpose}: {relative} is missing from {distribution} {dist.version}; "
+                         f"reinstall it with: {install}")
+    return path

@@ -190,10 +190,13 @@ class Run:
         return dataset
 
     def evaluate(self, n: int = EVAL_N, seed: int = 0, dataset: Dataset | None = None, G: nn.Module | None = None,
-                 quick: bool = False) -> dict[str, Any]:
-        """Score ``n`` samples against the run's data with the domain's metrics."""
+                 quick: bool = False, features: str | None = None) -> dict[str, Any]:
+        """Score ``n`` samples against the run's data with the domain's metrics (and, for images,
+        FID/KID/precision-recall on the ``features`` extractor, e.g. ``digits-cnn``)."""
         dataset = dataset or self.load_data()
         samples = self.sample(n, seed, G=G)
+        if features:
+            return self.domain.evaluate(samples, dataset, quick=quick, features=features)
         return self.domain.evaluate(samples, dataset, quick=quick)
 
 

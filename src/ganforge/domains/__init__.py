@@ -55,7 +55,9 @@ class Domain(Protocol):
 
     def decode(self, encoded: torch.Tensor, state: dict[str, Any]) -> np.ndarray: ...
 
-    def evaluate(self, samples: np.ndarray, dataset: Dataset, quick: bool = False) -> dict[str, Any]: ...
+    def evaluate(self, samples: np.ndarray, dataset: Dataset, quick: bool = False,
+                 features: str | None = None) -> dict[str, Any]:
+        """Scores in the user's space; ``features`` names a feature extractor where the domain has them."""
 
     def save_samples(self, samples: np.ndarray, path: Path, columns: int | None = None) -> None:
         """Write samples to ``path``; ``columns`` lays out a picture (e.g. one interpolation path a row)."""

@@ -26,7 +26,6 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
@@ -36,6 +35,7 @@ import torch
 from ganforge.config import DataConfig
 from ganforge.domains import Dataset, register_domain
 from ganforge.errors import UsageError
+from ganforge.io import package_file
 from ganforge.metrics import energy_distance
 
 DATA_SEED = 20140610  # fixed: the hold-out split of a data set is the same in every run
@@ -422,16 +422,7 @@ Split = tuple[np.ndarray, np.ndarray]  # uint8 images [N, H, W], int64 labels [N
 
 def package_data_file(distribution: str, relative: str, dataset: str, install: str) -> Path:
     """A data file inside an installed distribution, located without importing the package."""
-    try:
-        dist = metadata.distribution(distribution)
-    except metadata.PackageNotFoundError:
-        raise UsageError(f"built-in data set '{dataset}' needs the {distribution} package; "
-                         f"install it with: {install}") from None
-    path = Path(str(dist.locate_file(relative)))
-    if not path.is_file():
-        raise UsageError(f"built-in data set '{dataset}': {relative} is missing from {distribution} {dist.version}; "
-                         f"reinstall it with: {install}")
-    return path
+    return package_file(distribution, relative, f"built-in data set '{dataset}'", install)
 
 
 def _read_digits() -> tuple[Split, Split | None]:
@@ -596,6 +587,27 @@ def image_options(cfg: DataConfig) -> dict[str, Any]:
 # Evaluation, saving and plotting, all on uint8 [N, H, W, C]
 
 
+def feature_scores(real: np.ndarray, fake: np.ndarray, extractor: str) -> dict[str, Any]:
+    """FID, KID and PRDC (k = 5) of ``fake`` against ``real`` on ``extractor``'s features, with
+    the real-vs-real FID floor (two disjoint halves of ``real``) and the extractor's id."""
+    from ganforge.metrics import frechet_distance, kernel_distance, prdc
+    from ganforge.metrics.extractors import get_extractor
+
+    ext = get_extractor(extractor)
+    n = min(len(real), len(fake))
+    if n < 20:
+        raise UsageError(f"feature scores need at least 20 images a side, got {n}; give --n 1000 or more")
+    # a fixed shuffle: real sets are often stored sorted by class, and both the n real images and
+    # the two halves of the floor must be class-balanced samples
+    real = real[np.random.default_rng(DATA_SEED).permutation(len(real))[:n]]
+    f_real, f_fake = ext(real), ext(fake[:n])
+    kid, kid_std = kernel_distance(f_real, f_fake, subsets=100, subset_size=min(1000, n // 2))
+    half = n // 2
+    return {"extractor": ext.id, "fid": frechet_distance(f_real, f_fake),
+            "fid_real_floor": frechet_distance(f_real[:half], f_real[half:2 * half]),
+            "kid": kid, "kid_std": kid_std, **{f"feature_{k}": v for k, v in prdc(f_real, f_fake, k=5).items()}}
+
+
 def check_images(images: np.ndarray, where: str) -> np.ndarray:
     """uint8 ``[N, H, W, C]`` (``[N, H, W]`` gains C = 1), or a UsageError naming ``where``."""
     images = np.asarray(images)
@@ -745,12 +757,15 @@ class ImagesDomain:
                              f"got {list(encoded.shape)}")
         return to_uint8_hwc(encoded)
 
-    def evaluate(self, samples: np.ndarray, dataset: Dataset, quick: bool = False) -> dict[str, Any]:
-        """Pixel statistics of ``samples`` (uint8 ``[N, H, W, C]``) against held-out real images.
+    def evaluate(self, samples: np.ndarray, dataset: Dataset, quick: bool = False,
+                 features: str | None = None) -> dict[str, Any]:
+        """Pixel statistics of ``samples`` (uint8 ``[N, H, W, C]``) against held-out real images,
+        and with ``features`` (an extractor name, e.g. ``digits-cnn``) FID, KID and
+        precision/recall/density/coverage on that extractor's features.
 
-        A minimal metric set (see :func:`pixel_statistics`), all in pixel space; feature-based
-        metrics (FID, KID, precision/recall) are not computed yet. ``quick`` (during training)
-        uses 250 images a side for the energy distance instead of 1,000.
+        ``quick`` (during training) uses 250 images a side for the energy distance instead of 1,000.
+        Feature scores come with ``fid_real_floor``: the FID between two disjoint halves of the real
+        images, the value a perfect generator would score at this sample size.
         """
         fake = check_images(samples, "samples")
         if dataset.holdout is not None and len(dataset.holdout) >= 10:
@@ -760,7 +775,10 @@ class ImagesDomain:
         if fake.shape[1:] != real.shape[1:]:
             raise UsageError(f"samples of shape {list(fake.shape[1:])} cannot be scored against real images of "
                              f"shape {list(real.shape[1:])}; sample from a run trained on this data")
-        return {"n": int(len(fake)), **pixel_statistics(real, fake, QUICK_EVAL_N if quick else EVAL_N)}
+        result = {"n": int(len(fake)), **pixel_statistics(real, fake, QUICK_EVAL_N if quick else EVAL_N)}
+        if features:
+            result.update(feature_scores(real, fake, features))
+        return result
 
     def save_samples(self, samples: np.ndarray, path: Path, columns: int | None = None) -> None:
         """``.png``: one grid image (``columns`` wide, else about square); ``.npz``: the array under

@@ -199,12 +199,15 @@ class PointsDomain:
         x = encoded.detach().cpu().double().numpy()
         return x * np.asarray(state["std"]) + np.asarray(state["mean"])
 
-    def evaluate(self, samples: np.ndarray, dataset: Dataset, quick: bool = False) -> dict[str, Any]:
+    def evaluate(self, samples: np.ndarray, dataset: Dataset, quick: bool = False,
+                 features: str | None = None) -> dict[str, Any]:
         """Mixture metrics where the modes are known, distances to held-out real points always.
 
         ``quick`` (used during training) keeps the cheap metrics: the mixture protocol, or the energy
         distance on 1,000 points where no modes are known.
         """
+        if features:
+            raise UsageError(f"--features {features} scores images; points are scored directly, without it")
         result: dict[str, Any] = {"n": int(len(samples))}
         if "centres" in dataset.meta:
             result.update(mixture_metrics(samples, dataset.meta["centres"], dataset.meta["std"]))
