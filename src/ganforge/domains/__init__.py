@@ -65,6 +65,14 @@ class Domain(Protocol):
     def plot(self, samples: np.ndarray, dataset: Dataset, path: Path) -> None: ...
 
 
+def holdout_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, hold)`` indices of a fixed-seed shuffle of ``n`` items, ``round(fraction * n)`` held
+    out for evaluation; nothing is held out from fewer than 20 items."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_hold = int(round(fraction * n)) if n >= 20 else 0
+    return perm[n_hold:], perm[:n_hold]
+
+
 DOMAINS: dict[str, Domain] = {}
 
 

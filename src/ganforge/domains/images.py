@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from ganforge.config import DataConfig
-from ganforge.domains import Dataset, register_domain
+from ganforge.domains import Dataset, holdout_indices, register_domain
 from ganforge.errors import UsageError
-from ganforge.io import package_file
+from ganforge.io import file_sha256, package_file
 from ganforge.metrics import energy_distance
 
 DATA_SEED = 20140610  # fixed: the hold-out split of a data set is the same in every run
@@ -513,7 +513,7 @@ def tree_sha256(root: Path) -> str:
     digest = hashlib.sha256()
     for path in iter_image_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(bytes.fromhex(file_sha256(path)))
     return digest.hexdigest()
 
 
@@ -521,7 +521,7 @@ def files_sha256(*paths: Path | None) -> str:
     digest = hashlib.sha256()
     for path in paths:
         if path is not None:
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            digest.update(bytes.fromhex(file_sha256(path)))
     return digest.hexdigest()
 
 
@@ -555,11 +555,10 @@ def load_images(source: str, channels: int | None = None, size: int | tuple[int,
 
 def split_holdout(images: ImageSet, fraction: float) -> tuple[ImageSet, ImageSet | None]:
     """Hold out ``fraction`` of the images (fixed seed) for evaluation; none below 20 images."""
-    n_hold = int(round(fraction * len(images))) if len(images) >= 20 else 0
-    if n_hold == 0:
+    keep_np, hold_np = holdout_indices(len(images), fraction, DATA_SEED)
+    if len(hold_np) == 0:
         return images, None
-    perm = torch.from_numpy(np.random.default_rng(DATA_SEED).permutation(len(images)))
-    hold, keep = perm[:n_hold], perm[n_hold:]
+    keep, hold = torch.from_numpy(keep_np), torch.from_numpy(hold_np)
 
     def subset(index: torch.Tensor) -> ImageSet:
         labels = images.labels[index.numpy()] if images.labels is not None else None

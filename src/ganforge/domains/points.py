@@ -10,7 +10,6 @@ samples are mapped back to the original scale.
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -19,8 +18,9 @@ import numpy as np
 import torch
 
 from ganforge.config import DataConfig
-from ganforge.domains import Dataset, register_domain
+from ganforge.domains import Dataset, holdout_indices, register_domain
 from ganforge.errors import UsageError
+from ganforge.io import file_sha256
 from ganforge.metrics import energy_distance, mixture_metrics, mmd_rbf, prdc
 
 DATA_SEED = 20140610  # fixed: a built-in name always means the same points
@@ -75,14 +75,6 @@ POINT_SETS: dict[str, PointSet] = {
     "swissroll": PointSet("2-D swiss roll, noise 0.25, scaled by 1/7.5", _swissroll),
     "moons": PointSet("two interleaving half circles, noise 0.05", _moons),
 }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_csv_points(path: Path) -> np.ndarray:
@@ -184,10 +176,9 @@ class PointsDomain:
             path = Path(cfg.source)
             array = read_points_file(path)
             fingerprint = "sha256:" + file_sha256(path)
-            perm = np.random.default_rng(DATA_SEED).permutation(len(array))
-            n_hold = int(round(cfg.holdout * len(array))) if len(array) >= 20 else 0
-            holdout = array[perm[:n_hold]] if n_hold else None
-            raw = array[perm[n_hold:]]
+            keep, hold = holdout_indices(len(array), cfg.holdout, DATA_SEED)
+            holdout = array[hold] if len(hold) else None
+            raw = array[keep]
         mean = raw.mean(axis=0) if cfg.standardize else np.zeros(raw.shape[1])
         std = raw.std(axis=0) if cfg.standardize else np.ones(raw.shape[1])
         std = np.where(std > 0, std, 1.0)
