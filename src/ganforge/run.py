@@ -29,11 +29,9 @@ from ganforge.domains import Dataset, get_domain, infer_domain
 from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.io import atomic_write, write_json
 from ganforge.losses import get_loss
-from ganforge.nets import get_net
 from ganforge.sample import latents, lerp, slerp
 from ganforge.train import checkpoint as ckpt
-from ganforge.train.loop import Trainer, build_generator, build_players
-from ganforge.train.tricks import packed_shape
+from ganforge.train.loop import Trainer, build_discriminator, build_generator, build_players
 
 EVAL_N = 2500
 
@@ -195,9 +193,7 @@ class Run:
         FID/KID/precision-recall on the ``features`` extractor, e.g. ``digits-cnn``)."""
         dataset = dataset or self.load_data()
         samples = self.sample(n, seed, G=G)
-        if features:
-            return self.domain.evaluate(samples, dataset, quick=quick, features=features)
-        return self.domain.evaluate(samples, dataset, quick=quick)
+        return self.domain.evaluate(samples, dataset, quick=quick, features=features)
 
 
 def resolve(cfg: RunConfig) -> Dataset:
@@ -221,9 +217,9 @@ def resolve(cfg: RunConfig) -> Dataset:
     cfg.model.net = cfg.model.net or domain.default_net
     cfg.model.z_dim = cfg.model.z_dim or int(dataset.meta.get("z_dim", domain.default_z_dim))
     # build both nets once on the CPU, so a net that cannot take this data fails before anything is written
-    family = get_net(cfg.model.net)
-    family.generator(cfg.model, cfg.model.z_dim, dataset.sample_shape)
-    family.discriminator(cfg.model, packed_shape(dataset.sample_shape, cfg.train.pack))
+    cpu = torch.device("cpu")
+    build_generator(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, cpu)
+    build_discriminator(cfg, cfg.model.net, dataset.sample_shape, cpu)
     return dataset
 
 

@@ -56,11 +56,16 @@ def build_generator(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[in
     return get_net(net).generator(cfg.model, z_dim, sample_shape).to(device)
 
 
+def build_discriminator(cfg: RunConfig, net: str, sample_shape: tuple[int, ...], device: torch.device) -> nn.Module:
+    """D for samples of ``sample_shape``, with PacGAN packing folded into its input."""
+    return get_net(net).discriminator(cfg.model, tricks.packed_shape(sample_shape, cfg.train.pack)).to(device)
+
+
 def build_players(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[int, ...], device: torch.device) -> Players:
     """Build G, D (with packing folded into D's input), G_ema and Adam optimisers, seeded by ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
     G = build_generator(cfg, net, z_dim, sample_shape, device)
-    D = get_net(net).discriminator(cfg.model, tricks.packed_shape(sample_shape, cfg.train.pack)).to(device)
+    D = build_discriminator(cfg, net, sample_shape, device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     t = cfg.train
     opt_G = _adam(G.parameters(), t.lr_g, (t.beta1, t.beta2), device)
