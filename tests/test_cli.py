@@ -262,3 +262,11 @@ def test_image_interpolation_grid_has_one_path_per_row(tmp_path):
 def test_feature_scores_are_for_images_only(cli, trained_run):
     run_dir, _ = trained_run
     one_error_line(cli("eval", str(run_dir), "--features", "digits-cnn"), "images")
+
+
+@pytest.mark.parametrize("command", ["sample", "interpolate"])
+def test_non_positive_truncation_is_refused(cli, trained_run, tmp_path, command):
+    run_dir, _ = trained_run
+    out = tmp_path / "x.npy"
+    one_error_line(cli(command, str(run_dir), "--out", str(out), "--truncation", "0"), "--truncation")
+    assert not out.exists()

@@ -86,8 +86,7 @@ def sample(run_dir, n, out, seed, truncation) -> None:
     """Write N samples from a trained (or interrupted) run."""
     from ganforge.run import Run
 
-    if truncation is not None and truncation <= 0:
-        raise UsageError(f"--truncation must be > 0, got {truncation}")
+    _check_truncation(truncation)
     run = Run(run_dir)
     samples = run.sample(n, seed=seed, truncation=truncation)
     run.domain.save_samples(samples, out)
@@ -108,8 +107,7 @@ def interpolate(run_dir, out, pairs, steps, mode, seed, truncation) -> None:
     """Walk the latent space between pairs of random latents and write what G makes along the way."""
     from ganforge.run import Run
 
-    if truncation is not None and truncation <= 0:
-        raise UsageError(f"--truncation must be > 0, got {truncation}")
+    _check_truncation(truncation)
     run = Run(run_dir)
     samples = run.interpolate(pairs, steps, mode, seed, truncation)
     run.domain.save_samples(samples, out, columns=steps)
@@ -160,6 +158,11 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
     return str(value)
+
+
+def _check_truncation(truncation: float | None) -> None:
+    if truncation is not None and truncation <= 0:
+        raise UsageError(f"--truncation must be > 0, got {truncation}")
 
 
 def _err(text: str) -> None:

@@ -13,6 +13,7 @@ score, so numbers from different weights are never compared by mistake.
 from __future__ import annotations
 
 import hashlib
+import io
 from typing import Any, Callable
 
 import numpy as np
@@ -35,14 +36,14 @@ class DigitFeatures:
 
     def __init__(self) -> None:
         path = package_file("ccexam", "ccexam/weights/mnist.pth", f"the {self.name} feature extractor", CCEXAM_INSTALL)
-        data = path.read_bytes()
+        data = path.read_bytes()  # read once: hashed for the id, then loaded
         self.id = f"{self.name}-{hashlib.sha256(data).hexdigest()[:12]}"
         self.features = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # [N, 32, 14, 14]
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # [N, 64, 7, 7]
         )
         self.classifier = nn.Sequential(nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         try:
             self.features.load_state_dict({k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")})
             self.classifier.load_state_dict({k.removeprefix("classifier."): v for k, v in state.items()
@@ -70,7 +71,7 @@ class DigitFeatures:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """uint8 ``[N, 28, 28(, 1)]`` -> float32 ``[N, 128]``."""
-        return self._run(images, lambda h: self.classifier[1](self.classifier[0](h)))
+        return self._run(images, self.classifier[:2])  # Linear(3136, 128) + ReLU
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """uint8 ``[N, 28, 28(, 1)]`` -> predicted digit ``[N]``."""
