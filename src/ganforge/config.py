@@ -41,6 +41,12 @@ class DataConfig:
     """Images: the resampling filter used when resizing."""
     skip_bad: bool = False
     """Images: skip (and count) unreadable image files instead of stopping with an error."""
+    task: Literal["none", "class", "sr", "pairs"] = "none"
+    """What G is conditioned on: nothing; the class label (``class``: G and D see the label); a
+    low-resolution copy of each image (``sr``, super-resolution by ``data.sr_factor``); or the
+    source image of a pair (``pairs``, image-to-image translation, pix2pix)."""
+    sr_factor: int = 2
+    """Super-resolution: the condition is the image shrunk by this factor (28x28 -> 14x14)."""
 
 
 @dataclass
@@ -61,6 +67,13 @@ class ModelConfig:
     """Spectral normalisation on every linear layer of D (Miyato et al. 2018)."""
     minibatch_stddev: bool = False
     """Append the minibatch standard deviation as a feature before D's last layer (Karras et al. 2018)."""
+    upsample: Literal["transposed", "pixelshuffle"] = "transposed"
+    """Images: how G doubles its resolution (transposed convolution, or conv + PixelShuffle)."""
+    downsample: Literal["strided", "avgpool"] = "strided"
+    """Images: how D halves its resolution (strided convolution, or conv + average pooling)."""
+    cond_d: Literal["projection", "acgan"] = "projection"
+    """Class-conditional D: a projection discriminator (Miyato & Koyama 2018) or an auxiliary
+    classifier head (ACGAN, Odena et al. 2017)."""
 
 
 @dataclass
@@ -102,6 +115,11 @@ class TrainConfig:
     """Show D all-real and all-fake minibatches separately (ganhacks) instead of one mixed batch."""
     pack: int = 1
     """PacGAN packing degree: D judges ``pack`` samples jointly."""
+    l1_weight: float = 0.0
+    """Image-conditional tasks: weight of the L1 distance between G's output and the paired target
+    in G's loss (pix2pix uses 100)."""
+    aux_weight: float = 1.0
+    """ACGAN: weight of the auxiliary classification loss in both players' losses."""
     reuse_fakes: bool = False
     """The G step reuses the last D step's fake batch (as the PyTorch DCGAN tutorial does) instead
     of drawing fresh noise as Algorithm 1 does: one forward pass of G fewer per step."""
@@ -278,6 +296,11 @@ def validate(cfg: RunConfig) -> None:
         (0 <= t.label_smoothing < 0.5, "train.label_smoothing must be in [0, 0.5)"),
         (0 <= t.label_flip < 0.5, "train.label_flip must be in [0, 0.5)"),
         (t.instance_noise >= 0, "train.instance_noise must be >= 0"),
+        (t.l1_weight >= 0 and t.aux_weight >= 0, "train.l1_weight and train.aux_weight must be >= 0"),
+        (cfg.data.sr_factor >= 2, "data.sr_factor must be >= 2"),
+        (t.l1_weight == 0 or cfg.data.task in ("sr", "pairs"),
+         "train.l1_weight needs paired data: set data.task=sr or data.task=pairs, or train.l1_weight=0"),
+        (cfg.data.task == "none" or t.pack == 1, "train.pack > 1 cannot be combined with a conditional data.task; set train.pack=1"),
         (t.pack >= 1, "train.pack must be >= 1"),
         (t.r1_every >= 1, "train.r1_every must be >= 1"),
         (t.batch % t.pack == 0, f"train.batch ({t.batch}) must be a multiple of train.pack ({t.pack})"),

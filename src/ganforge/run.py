@@ -31,7 +31,7 @@ from ganforge.io import atomic_write, write_json
 from ganforge.losses import get_loss
 from ganforge.sample import latents, lerp, slerp
 from ganforge.train import checkpoint as ckpt
-from ganforge.train.loop import Trainer, build_discriminator, build_generator, build_players
+from ganforge.train.loop import Trainer, build_discriminator, build_generator, build_players, set_progress
 
 EVAL_N = 2500
 
@@ -142,10 +142,16 @@ class Run:
     def generator(self, device: torch.device | None = None) -> nn.Module:
         """The EMA generator of the newest checkpoint, in eval mode."""
         device = device or resolve_device(self.config.device)
-        tensors, _ = ckpt.read_checkpoint(self.latest_checkpoint())
-        G_ema = build_generator(self.config, self.config.model.net, self.config.model.z_dim, self.sample_shape, device)
+        tensors, state = ckpt.read_checkpoint(self.latest_checkpoint())
+        G_ema = build_generator(self.config, self.config.model.net, self.config.model.z_dim, self.sample_shape, device,
+                                self.net_args)
         ckpt.load_module_weights(tensors, "G_ema", G_ema)
+        set_progress([G_ema], state["step"] / max(self.config.train.steps, 1))
         return G_ema.eval()
+
+    @property
+    def net_args(self) -> dict[str, Any]:
+        return dict(self.data_state.get("net_args", {}))
 
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0, truncation: float | None = None, G: nn.Module | None = None) -> np.ndarray:
@@ -218,8 +224,9 @@ def resolve(cfg: RunConfig) -> Dataset:
     cfg.model.z_dim = cfg.model.z_dim or int(dataset.meta.get("z_dim", domain.default_z_dim))
     # build both nets once on the CPU, so a net that cannot take this data fails before anything is written
     cpu = torch.device("cpu")
-    build_generator(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, cpu)
-    build_discriminator(cfg, cfg.model.net, dataset.sample_shape, cpu)
+    net_args = dataset.state.get("net_args", {})
+    build_generator(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, cpu, net_args)
+    build_discriminator(cfg, cfg.model.net, dataset.sample_shape, cpu, net_args)
     return dataset
 
 
@@ -254,9 +261,9 @@ def train(cfg: RunConfig, out: Path | None = None, resume: Path | None = None, s
 
 def _train_locked(run: Run, cfg: RunConfig, dataset: Dataset, resuming: bool, progress: bool, echo) -> dict[str, Any]:
     device = resolve_device(cfg.device)
-    players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device)
+    players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device, run.net_args)
     callbacks = _Callbacks(run, dataset, echo)
-    trainer = Trainer(cfg, players, dataset.train, device, callbacks)
+    trainer = Trainer(cfg, players, dataset.train, device, callbacks, cond=dataset.cond)
     callbacks.trainer = trainer
     elapsed_before = 0.0
     if resuming:

@@ -168,7 +168,7 @@ def test_lazy_r1_counts_d_steps_across_generator_steps():
     trainer = make_trainer(**{"train.r1_weight": 1.0, "train.r1_every": 4, "train.n_critic": 2})
     seen = []
     original = trainer.penalties
-    trainer.penalties = lambda real, fake, index: seen.append(index) or original(real, fake, index)
+    trainer.penalties = lambda real, fake, index, c=None: seen.append(index) or original(real, fake, index, c)
     trainer.run()
     assert seen == list(range(20))
 
@@ -190,4 +190,4 @@ def test_reuse_fakes_runs_G_once_per_D_step_and_G_step_uses_the_last_fakes(n_cri
     assert len(outputs) == n_critic  # no extra forward pass of G for the G step
     assert torch.equal(seen_by_d[0], outputs[-1].detach())  # ... which judged the last D step's fakes
     assert_changed(G0, snapshot(trainer.p.G))
-    assert trainer.kept_fake is None
+    assert trainer.kept is None

@@ -27,11 +27,18 @@ class Dataset:
     train: torch.Tensor
     """Encoded training samples ``[N, *sample_shape]``, float32."""
     state: dict[str, Any]
-    """JSON-serialisable facts needed to decode samples later without the data (e.g. scaler stats)."""
+    """JSON-serialisable facts needed to decode samples later without the data (e.g. scaler stats).
+    ``state["net_args"]`` (optional) holds what a net family needs beyond the sample shape, e.g.
+    ``{"n_classes": 10}``; it is passed to the net builders when training and when sampling."""
     holdout: np.ndarray | None = None
     """Held-out real samples in the user's space, for evaluation."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Known structure (mixture centres, latent hint) for metrics and defaults."""
+    cond: torch.Tensor | None = None
+    """Conditional tasks: one condition per training sample, int64 class labels ``[N]`` or encoded
+    source images ``[N, C, h, w]``; G is trained as ``G(z, c)`` and D as ``D(x, c)``."""
+    holdout_cond: torch.Tensor | None = None
+    """The conditions of the held-out samples, in the same encoding as ``cond``."""
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

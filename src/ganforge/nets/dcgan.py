@@ -204,16 +204,17 @@ def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def dcgan_generator(model_cfg: ModelConfig, z_dim: int, shape: tuple[int, ...], *,
-                    upsample: Upsample = "transposed", max_channels: int = 1024) -> DCGANGenerator:
-    """G for samples of ``shape = (C, H, W)`` from ``model.g_width`` and ``model.g_norm``."""
+                    upsample: Upsample | None = None, max_channels: int = 1024) -> DCGANGenerator:
+    """G for samples of ``shape = (C, H, W)`` from ``model.g_width``, ``g_norm`` and ``upsample``."""
     channels, height, width = _image_shape(shape)
-    return DCGANGenerator(z_dim, channels, height, width, model_cfg.g_width, model_cfg.g_norm, upsample, max_channels)
+    return DCGANGenerator(z_dim, channels, height, width, model_cfg.g_width, model_cfg.g_norm,
+                          upsample or model_cfg.upsample, max_channels)
 
 
-def dcgan_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...], *, downsample: Downsample = "strided",
+def dcgan_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...], *, downsample: Downsample | None = None,
                         max_channels: int = 1024) -> DCGANDiscriminator:
-    """D for inputs of ``shape = (C * pack, H, W)`` from ``model.d_width``, ``d_norm``, ``spectral_norm``
-    and ``minibatch_stddev``."""
+    """D for inputs of ``shape = (C * pack, H, W)`` from ``model.d_width``, ``d_norm``, ``downsample``,
+    ``spectral_norm`` and ``minibatch_stddev``."""
     channels, height, width = _image_shape(shape)
-    return DCGANDiscriminator(channels, height, width, model_cfg.d_width, model_cfg.d_norm, downsample,
+    return DCGANDiscriminator(channels, height, width, model_cfg.d_width, model_cfg.d_norm, downsample or model_cfg.downsample,
                               model_cfg.spectral_norm, model_cfg.minibatch_stddev, max_channels)

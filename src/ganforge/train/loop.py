@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.config import RunConfig
@@ -51,21 +52,29 @@ def _adam(params, lr: float, betas: tuple[float, float], device: torch.device) -
         return torch.optim.Adam(params, lr=lr, betas=betas, foreach=True)
 
 
-def build_generator(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[int, ...], device: torch.device) -> nn.Module:
-    """G alone, for sampling from a checkpoint (its weights are loaded afterwards)."""
-    return get_net(net).generator(cfg.model, z_dim, sample_shape).to(device)
+def build_generator(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[int, ...], device: torch.device,
+                    net_args: dict | None = None) -> nn.Module:
+    """G alone, for sampling from a checkpoint (its weights are loaded afterwards).
+
+    ``net_args`` are the data set's facts a net family needs beyond the sample shape, saved with
+    the run (e.g. ``n_classes`` for class-conditional nets, ``cond_shape`` for image-conditional ones).
+    """
+    return get_net(net).generator(cfg.model, z_dim, sample_shape, **(net_args or {})).to(device)
 
 
-def build_discriminator(cfg: RunConfig, net: str, sample_shape: tuple[int, ...], device: torch.device) -> nn.Module:
+def build_discriminator(cfg: RunConfig, net: str, sample_shape: tuple[int, ...], device: torch.device,
+                        net_args: dict | None = None) -> nn.Module:
     """D for samples of ``sample_shape``, with PacGAN packing folded into its input."""
-    return get_net(net).discriminator(cfg.model, tricks.packed_shape(sample_shape, cfg.train.pack)).to(device)
+    shape = tricks.packed_shape(sample_shape, cfg.train.pack)
+    return get_net(net).discriminator(cfg.model, shape, **(net_args or {})).to(device)
 
 
-def build_players(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[int, ...], device: torch.device) -> Players:
+def build_players(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[int, ...], device: torch.device,
+                  net_args: dict | None = None) -> Players:
     """Build G, D (with packing folded into D's input), G_ema and Adam optimisers, seeded by ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
-    G = build_generator(cfg, net, z_dim, sample_shape, device)
-    D = build_discriminator(cfg, net, sample_shape, device)
+    G = build_generator(cfg, net, z_dim, sample_shape, device, net_args)
+    D = build_discriminator(cfg, net, sample_shape, device, net_args)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     t = cfg.train
     opt_G = _adam(G.parameters(), t.lr_g, (t.beta1, t.beta2), device)
@@ -81,13 +90,40 @@ class Callbacks(Protocol):
     def on_eval(self, step: int) -> None: ...
 
 
-class Trainer:
-    """Sequences D and G steps, EMA, logging, evaluation and checkpoints; written once for every domain."""
+def set_progress(modules, fraction: float) -> None:
+    """Tell nets with a training schedule (progressive growing) how far training is, in [0, 1]."""
+    for module in modules:
+        hook = getattr(module, "set_progress", None)
+        if hook is not None:
+            hook(fraction)
 
-    def __init__(self, cfg: RunConfig, players: Players, data: Tensor, device: torch.device, callbacks: Callbacks) -> None:
+
+def split_d_output(out: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None]:
+    """D returns logits ``[N]``, or ``(logits, class_logits)`` when it has an auxiliary classifier (ACGAN)."""
+    if isinstance(out, tuple):
+        return out[0], out[1]
+    return out, None
+
+
+class Trainer:
+    """Sequences D and G steps, EMA, logging, evaluation and checkpoints; written once for every domain.
+
+    Conditional training: with ``cond`` (one condition per training sample: int64 class labels
+    ``[N]`` or float source images ``[N, C, h, w]``), G is called as ``G(z, c)`` and D as
+    ``D(x, c)``; fakes are made for the conditions of the real minibatch. D may return
+    ``(logits, class_logits)`` (ACGAN): both players then add ``train.aux_weight`` times the
+    cross-entropy of the class head. ``train.l1_weight`` adds the L1 distance between G(z, c) and
+    the sample paired with c to G's loss (pix2pix).
+    """
+
+    def __init__(self, cfg: RunConfig, players: Players, data: Tensor, device: torch.device, callbacks: Callbacks,
+                 cond: Tensor | None = None) -> None:
         self.cfg, self.t = cfg, cfg.train
         self.p = players
         self.data = data.to(device)
+        self.cond = cond.to(device) if cond is not None else None
+        if self.cond is not None and len(self.cond) != len(self.data):
+            raise ValueError(f"{len(self.cond)} conditions for {len(self.data)} samples")
         self.device = device
         self.callbacks = callbacks
         self.loss = get_loss(self.t.loss)
@@ -97,36 +133,56 @@ class Trainer:
         self.batch_dependent_D = any(isinstance(m, BATCH_DEPENDENT) for m in players.D.modules())
         self.step = 0
         self.d_steps_since_log = 0
-        self.kept_fake: Tensor | None = None  # the last D step's fakes, with G's graph (train.reuse_fakes)
+        self.kept: tuple[Tensor, Tensor] | None = None  # the last D step's fakes (with G's graph) and indices
         fixed = torch.Generator(device=device).manual_seed(cfg.seed + 2)
         self.fixed_z = torch.randn(DIVERSITY_N, players.z_dim, generator=fixed, device=device)
-        self.fixed_real = self.data[torch.randint(len(self.data), (DIVERSITY_N,), generator=fixed, device=device)]
+        fixed_index = torch.randint(len(self.data), (DIVERSITY_N,), generator=fixed, device=device)
+        self.fixed_real = self.data[fixed_index]
+        self.fixed_cond = self.cond[fixed_index] if self.cond is not None else None
 
     # --- the two phases -------------------------------------------------------------------
     def latents(self, n: int) -> Tensor:
         return torch.randn(n, self.p.z_dim, generator=self.gen, device=self.device)
 
-    def discriminate(self, x: Tensor, noise_std: float) -> Tensor:
-        return self.p.D(tricks.pack(tricks.add_instance_noise(x, noise_std, self.gen), self.t.pack))
+    def generate(self, z: Tensor, c: Tensor | None) -> Tensor:
+        return self.p.G(z) if c is None else self.p.G(z, c)
+
+    def discriminate(self, x: Tensor, c: Tensor | None, noise_std: float) -> tuple[Tensor, Tensor | None]:
+        """D's logits on ``x`` (with instance noise and packing), and its class logits if it has them."""
+        x = tricks.pack(tricks.add_instance_noise(x, noise_std, self.gen), self.t.pack)
+        return split_d_output(self.p.D(x) if c is None else self.p.D(x, c))
+
+    def minibatch(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        index = torch.randint(len(self.data), (self.t.batch,), generator=self.gen, device=self.device)
+        return index, self.data[index], self.cond[index] if self.cond is not None else None
+
+    def aux_loss(self, class_logits: Tensor | None, c: Tensor | None) -> Tensor | float:
+        if class_logits is None or self.t.aux_weight == 0:
+            return 0.0
+        return self.t.aux_weight * F.cross_entropy(class_logits, c)
 
     def d_step(self, noise_std: float, index: int = 0) -> None:
         t, D = self.t, self.p.D
-        real = self.data[torch.randint(len(self.data), (t.batch,), generator=self.gen, device=self.device)]
+        batch_index, real, c = self.minibatch()
         if t.reuse_fakes and index == t.n_critic - 1:
             # keep G's graph for the G step; D trains on a detached copy
-            self.kept_fake = self.p.G(self.latents(t.batch))
-            fake = self.kept_fake.detach()
+            kept_fake = self.generate(self.latents(t.batch), c)
+            self.kept = (kept_fake, batch_index)
+            fake = kept_fake.detach()
         else:
             with torch.no_grad():
-                fake = self.p.G(self.latents(t.batch))
+                fake = self.generate(self.latents(t.batch), c)
         if t.separate_batches and self.batch_dependent_D:
-            real_logits, fake_logits = self.discriminate(real, noise_std), self.discriminate(fake, noise_std)
+            real_logits, real_aux = self.discriminate(real, c, noise_std)
+            fake_logits, fake_aux = self.discriminate(fake, c, noise_std)
         else:
-            both = self.discriminate(torch.cat([real, fake]), noise_std)
+            both, both_aux = self.discriminate(torch.cat([real, fake]), None if c is None else torch.cat([c, c]), noise_std)
             real_logits, fake_logits = both.chunk(2)
+            real_aux, fake_aux = both_aux.chunk(2) if both_aux is not None else (None, None)
         real_target, fake_target = tricks.label_targets(t, real_logits.shape[0], self.gen, self.device)
         loss_d = self.loss.d(real_logits, fake_logits, real_target, fake_target)
-        total = loss_d + self.penalties(real, fake, self.step * t.n_critic + index)
+        aux = self.aux_loss(real_aux, c) + self.aux_loss(fake_aux, c)
+        total = loss_d + aux + self.penalties(real, fake, self.step * t.n_critic + index, c)
         self.p.opt_D.zero_grad(set_to_none=True)
         total.backward()
         self.p.opt_D.step()
@@ -137,8 +193,13 @@ class Trainer:
         self.monitor.record_d(real_logits.detach(), fake_logits.detach(), loss_d)
         self.d_steps_since_log += 1
 
-    def penalties(self, real: Tensor, fake: Tensor, d_step_index: int = 0) -> Tensor | float:
-        t, D, extra = self.t, self.p.D, 0.0
+    def penalties(self, real: Tensor, fake: Tensor, d_step_index: int = 0, c: Tensor | None = None) -> Tensor | float:
+        t, extra = self.t, 0.0
+        if c is None:
+            D = self.p.D
+        else:
+            def D(x: Tensor) -> Tensor:
+                return split_d_output(self.p.D(x, c))[0]
         if self.loss.penalty == "gp":
             real_p, fake_p = tricks.pack(real, t.pack), tricks.pack(fake, t.pack)
             eps = torch.rand(real_p.shape[0], generator=self.gen, device=self.device)
@@ -151,13 +212,21 @@ class Trainer:
         return extra
 
     def g_step(self, noise_std: float) -> None:
-        D = self.p.D
+        D, t = self.p.D, self.t
         D.requires_grad_(False)  # G's step must not touch D: no gradients are even computed for it
         try:
-            fake = self.kept_fake if self.kept_fake is not None else self.p.G(self.latents(self.t.batch))
-            self.kept_fake = None
-            fake_logits = self.discriminate(fake, noise_std)
+            if self.kept is not None:
+                fake, batch_index = self.kept
+                c = self.cond[batch_index] if self.cond is not None else None
+            else:
+                batch_index, _, c = self.minibatch() if self.cond is not None else (None, None, None)
+                fake = self.generate(self.latents(t.batch), c)
+            self.kept = None
+            fake_logits, fake_aux = self.discriminate(fake, c, noise_std)
             loss_g = self.loss.g(fake_logits)
+            loss_g = loss_g + self.aux_loss(fake_aux, c)
+            if t.l1_weight > 0 and batch_index is not None:
+                loss_g = loss_g + t.l1_weight * (fake - self.data[batch_index]).abs().mean()
             self.p.opt_G.zero_grad(set_to_none=True)
             loss_g.backward()
             self.p.opt_G.step()
@@ -194,6 +263,7 @@ class Trainer:
         self.p.G.train()
         self.p.D.train()
         while self.step < t.steps:
+            set_progress((self.p.G, self.p.D, self.p.G_ema), self.step / max(t.steps, 1))
             self.set_learning_rates()
             noise_std = tricks.instance_noise_std(t, self.step)
             for i in range(t.n_critic):
@@ -209,11 +279,12 @@ class Trainer:
                 self.callbacks.on_eval(self.step)
             if self.step % t.ckpt_every == 0 and self.step != t.steps:
                 self.callbacks.on_checkpoint(self.step)
+        set_progress((self.p.G, self.p.D, self.p.G_ema), self.step / max(t.steps, 1))
 
     def log(self) -> None:
         self.p.G.eval()
         with torch.no_grad():
-            diversity = diversity_ratio(self.p.G(self.fixed_z), self.fixed_real)
+            diversity = diversity_ratio(self.generate(self.fixed_z, self.fixed_cond), self.fixed_real)
         self.p.G.train()
         record = self.monitor.flush(self.step, self.d_steps_since_log, grad_norm(self.p.D), grad_norm(self.p.G), diversity)
         self.d_steps_since_log = 0
