@@ -78,18 +78,36 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--n", "n", type=int, default=1000, show_default=True, help="Number of samples.")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output file (.npy or .csv for points).")
+@click.option("--n", "n", type=int, default=None, help="Number of samples [default: 1000, or one per --cond image].")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output file: .npy or .csv for points; a .png grid, .npz or .npy for images.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--truncation", type=float, default=None, help="Redraw latent entries beyond this |z| (fidelity over diversity).")
-def sample(run_dir, n, out, seed, truncation) -> None:
+@click.option("--label", default=None, help="Class-conditional runs: the class to draw (name or index) "
+              "[default: every class in turn, one column each].")
+@click.option("--cond", "cond_path", type=click.Path(path_type=Path), default=None,
+              help="Image-conditional runs: source images to translate (folder, .npy/.npz or IDX) "
+                   "[default: the run's held-out sources].")
+def sample(run_dir, n, out, seed, truncation, label, cond_path) -> None:
     """Write N samples from a trained (or interrupted) run."""
     from ganforge.run import Run
 
     _check_truncation(truncation)
     run = Run(run_dir)
-    samples = run.sample(n, seed=seed, truncation=truncation)
-    run.domain.save_samples(samples, out)
+    cond = None
+    if cond_path is not None:
+        from ganforge.domains.image_tasks import read_condition_images
+
+        if run.task not in ("sr", "edges", "pairs"):
+            raise UsageError("--cond is for image-conditional runs (data.task=sr, edges or pairs)")
+        cond = read_condition_images(cond_path, run.net_args["cond_shape"])
+        n = n or len(cond)
+        if n > len(cond):
+            raise UsageError(f"--n {n} is more than the {len(cond)} --cond images; give --n <= {len(cond)}")
+    n = 1000 if n is None else n
+    samples = run.sample(n, seed=seed, truncation=truncation, labels=label, cond=cond)
+    columns = int(run.net_args["n_classes"]) if run.task == "class" and label is None else None
+    run.domain.save_samples(samples, out, columns=columns)
     _err(f"wrote {len(samples)} samples to {out}")
 
 

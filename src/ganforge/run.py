@@ -153,21 +153,89 @@ class Run:
     def net_args(self) -> dict[str, Any]:
         return dict(self.data_state.get("net_args", {}))
 
-    @torch.no_grad()
-    def sample(self, n: int, seed: int = 0, truncation: float | None = None, G: nn.Module | None = None) -> np.ndarray:
-        """``n`` samples in the user's space from the EMA generator, reproducible by ``seed``."""
-        if n < 1:
-            raise UsageError(f"--n must be >= 1, got {n}")
-        G = G or self.generator()
-        z = latents(n, self.config.model.z_dim, seed, truncation, next(G.parameters()).device)
-        return self.generate(z, G)
+    @property
+    def task(self) -> str:
+        """What G is conditioned on: ``none``, ``class``, or an image task (``sr``, ``edges``, ``pairs``)."""
+        return self.data_state.get("task", "none")
+
+    def class_index(self, label: str | int) -> int:
+        """A class given by name (e.g. a folder name, or ``7`` for the digits) or by index."""
+        names = self.data_state.get("class_names") or []
+        if str(label) in names:
+            return names.index(str(label))
+        n_classes = self.net_args.get("n_classes", len(names))
+        try:
+            index = int(label)
+        except ValueError:
+            index = -1
+        if not 0 <= index < n_classes:
+            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+            raise UsageError(f"unknown class '{label}'; this run's classes are: {shown}") from None
+        return index
+
+    def conditions(self, n: int, labels: Any = None, cond: torch.Tensor | None = None,
+                   dataset: Dataset | None = None) -> torch.Tensor | None:
+        """The ``n`` conditions G is given when sampling (None for an unconditional run).
+
+        Class-conditional runs: ``labels`` is one class (name or index) for all ``n`` samples, or a
+        list of ``n``; by default the classes in turn (0, 1, ..., K-1, 0, 1, ...). Image-conditional
+        runs: ``cond`` (encoded sources ``[n, C, h, w]``), by default the held-out sources of the
+        run's data set in order (cycled when ``n`` is larger), so sample ``i`` pairs with held-out image ``i``.
+        """
+        if self.task == "none":
+            if labels is not None or cond is not None:
+                raise UsageError("this run is unconditional; --label and --cond need a run trained with "
+                                 "data.task=class, sr, edges or pairs")
+            return None
+        if self.task == "class":
+            if cond is not None:
+                raise UsageError("this run is class-conditional; give --label, not --cond")
+            n_classes = int(self.net_args["n_classes"])
+            if labels is None:
+                return torch.arange(n) % n_classes
+            if isinstance(labels, (list, tuple, np.ndarray)):
+                if len(labels) != n:
+                    raise UsageError(f"{len(labels)} labels for {n} samples; give one label, or one per sample")
+                return torch.tensor([self.class_index(label) for label in labels], dtype=torch.long)
+            return torch.full((n,), self.class_index(labels), dtype=torch.long)
+        if labels is not None:
+            raise UsageError(f"this run is image-conditional (data.task={self.task}); give --cond images, not --label")
+        shape = list(self.net_args["cond_shape"])
+        if cond is None:
+            dataset = dataset or self.load_data()
+            cond = dataset.holdout_cond if dataset.holdout_cond is not None else dataset.cond
+            cond = cond[torch.arange(n) % len(cond)]
+        if list(cond.shape[1:]) != shape:
+            raise UsageError(f"condition images of shape {list(cond.shape[1:])} do not fit this run, which was trained "
+                             f"on conditions of shape {shape}; resize them (channels x height x width)")
+        return cond[:n]
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, G: nn.Module | None = None) -> np.ndarray:
-        """Samples in the user's space for given latents ``z: [n, z_dim]``."""
+    def sample(self, n: int, seed: int = 0, truncation: float | None = None, G: nn.Module | None = None,
+               labels: Any = None, cond: torch.Tensor | None = None, dataset: Dataset | None = None) -> np.ndarray:
+        """``n`` samples in the user's space from the EMA generator, reproducible by ``seed``; for
+        conditional runs given ``labels`` or ``cond`` (see :meth:`conditions`)."""
+        if n < 1:
+            raise UsageError(f"--n must be >= 1, got {n}")
+        c = self.conditions(n, labels, cond, dataset)
         G = G or self.generator()
-        z = z.to(next(G.parameters()).device)
-        encoded = torch.cat([G(chunk) for chunk in z.split(4096)])
+        z = latents(n, self.config.model.z_dim, seed, truncation, next(G.parameters()).device)
+        return self.generate(z, G, c)
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, G: nn.Module | None = None, c: torch.Tensor | None = None) -> np.ndarray:
+        """Samples in the user's space for given latents ``z: [n, z_dim]`` (and conditions ``c: [n, ...]``)."""
+        G = G or self.generator()
+        device = next(G.parameters()).device
+        z = z.to(device)
+        if c is None:
+            if self.task != "none":
+                c = self.conditions(len(z))
+            else:
+                encoded = torch.cat([G(chunk) for chunk in z.split(4096)])
+                return self.domain.decode(encoded, self.data_state)
+        c = c.to(device)
+        encoded = torch.cat([G(zc, cc) for zc, cc in zip(z.split(1024), c.split(1024))])
         return self.domain.decode(encoded, self.data_state)
 
     @torch.no_grad()
@@ -184,7 +252,8 @@ class Run:
             raise UsageError(f"unknown interpolation '{mode}'; choose {' or '.join(PATHS)}")
         z = latents(2 * pairs, self.config.model.z_dim, seed, truncation)
         path = torch.cat([PATHS[mode](z[2 * i], z[2 * i + 1], steps) for i in range(pairs)])
-        return self.generate(path)
+        c = self.conditions(pairs)  # conditional runs: one class (or source image) per path
+        return self.generate(path, c=c.repeat_interleave(steps, dim=0) if c is not None else None)
 
     def load_data(self) -> Dataset:
         dataset = self.domain.load(self.config.data)
@@ -196,10 +265,27 @@ class Run:
     def evaluate(self, n: int = EVAL_N, seed: int = 0, dataset: Dataset | None = None, G: nn.Module | None = None,
                  quick: bool = False, features: str | None = None) -> dict[str, Any]:
         """Score ``n`` samples against the run's data with the domain's metrics (and, for images,
-        FID/KID/precision-recall on the ``features`` extractor, e.g. ``digits-cnn``)."""
+        FID/KID/precision-recall on the ``features`` extractor, e.g. ``digits-cnn``).
+
+        Class-conditional runs are scored on samples of every class in turn (with ``features``, also
+        the fraction the classifier assigns to their label); image-conditional runs on the outputs
+        for the held-out sources, paired with their targets (L1, PSNR).
+        """
         dataset = dataset or self.load_data()
-        samples = self.sample(n, seed, G=G)
-        return self.domain.evaluate(samples, dataset, quick=quick, features=features)
+        if self.task == "none":
+            samples = self.sample(n, seed, G=G)
+            return self.domain.evaluate(samples, dataset, quick=quick, features=features)
+        if self.task == "class":
+            labels = self.conditions(n)
+            samples = self.sample(n, seed, G=G, labels=labels.tolist())
+            return self.domain.evaluate(samples, dataset, quick=quick, features=features, labels=labels.numpy())
+        if dataset.holdout_cond is not None and dataset.holdout is not None:
+            sources, targets = dataset.holdout_cond, dataset.holdout
+        else:
+            sources, targets = dataset.cond, self.domain.decode(dataset.train, dataset.state)
+        n = min(n, len(sources))
+        samples = self.sample(n, seed, G=G, cond=sources[:n])
+        return self.domain.evaluate(samples, dataset, quick=quick, features=features, targets=targets[:n])
 
 
 def resolve(cfg: RunConfig) -> Dataset:
@@ -212,7 +298,9 @@ def resolve(cfg: RunConfig) -> Dataset:
     validate(cfg)
     dataset = load_dataset(cfg)
     domain = get_domain(dataset.domain)
-    apply_defaults(cfg, domain.defaults)
+    if cfg.data.task != "none" and dataset.cond is None:
+        raise UsageError(f"data.task={cfg.data.task} is not available for {domain.name} data; use data.task=none")
+    apply_defaults(cfg, {**domain.defaults, **dataset.meta.get("defaults", {})})
     loss = get_loss(cfg.train.loss)
     if (loss.penalty == "gp" or cfg.train.r1_weight > 0) and cfg.model.d_norm == "batch":
         if "model.d_norm" in cfg.explicit:
@@ -368,7 +456,7 @@ class _Callbacks:
         self.on_checkpoint(step)
         wall = time.perf_counter() - self.t_start
         metrics = self.on_eval(step, quick=False)
-        samples = run.sample(EVAL_N, seed=0, G=trainer.p.G_ema)
+        samples = run.sample(EVAL_N, seed=0, G=trainer.p.G_ema, dataset=self.dataset)
         run.domain.save_samples(samples, run.path / "samples.npy")
         run.domain.plot(samples, self.dataset, run.path / "samples.png")
         cfg = run.config

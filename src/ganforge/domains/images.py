@@ -36,6 +36,8 @@ from ganforge.config import DataConfig
 from ganforge.domains import Dataset, holdout_indices, register_domain
 from ganforge.errors import UsageError
 from ganforge.io import file_sha256, package_file
+from ganforge.domains.image_tasks import (IMAGE_TASK_DEFAULTS, IMAGE_TASKS, derived_condition, label_accuracy,
+                                          read_pairs_npz, reconstruction_scores, split_side_by_side)
 from ganforge.metrics import energy_distance
 
 DATA_SEED = 20140610  # fixed: the hold-out split of a data set is the same in every run
@@ -567,6 +569,31 @@ def split_holdout(images: ImageSet, fraction: float) -> tuple[ImageSet, ImageSet
     return subset(keep), subset(hold)
 
 
+def load_pairs(cfg: DataConfig) -> tuple[ImageSet, ImageSet | None, str, tuple[torch.Tensor, torch.Tensor | None]]:
+    """Image pairs for ``data.task=pairs``: (targets, held-out targets, fingerprint, (sources,
+    held-out sources)). ``data.size`` is the size of each image of a pair."""
+    options = image_options(cfg)
+    path = Path(cfg.source)
+    size = parse_size(options["size"])
+    if path.is_dir():
+        pair_size = (size[0], 2 * size[1]) if size else None
+        both = load_image_folder(path, options["channels"], pair_size, options["resample"], options["skip_bad"])
+        source, target = split_side_by_side(both.images, str(path))
+        fingerprint = "sha256:" + tree_sha256(path)
+    elif path.is_file() and path.suffix.lower() == ".npz":
+        raw_source, raw_target = read_pairs_npz(path)
+        source = prepare(raw_source, f"{path} 'source'", "auto", options["channels"], size, options["resample"])
+        target = prepare(raw_target, f"{path} 'target'", "auto", options["channels"], size, options["resample"])
+        fingerprint = "sha256:" + files_sha256(path)
+    else:
+        raise UsageError(f"data.task=pairs reads an .npz with arrays 'source' and 'target', or a folder of side-by-side "
+                         f"source|target images; '{cfg.source}' is neither")
+    keep_np, hold_np = holdout_indices(len(target), cfg.holdout, DATA_SEED)
+    keep, hold = torch.from_numpy(keep_np), torch.from_numpy(hold_np)
+    train, test = ImageSet(target[keep]), (ImageSet(target[hold]) if len(hold) else None)
+    return train, test, fingerprint, (source[keep], source[hold] if len(hold) else None)
+
+
 def image_options(cfg: DataConfig) -> dict[str, Any]:
     """Loader options from the data config.
 
@@ -661,23 +688,35 @@ def _to_pil(array: np.ndarray) -> Any:
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
-def write_comparison_png(fake: np.ndarray, real: np.ndarray, title: str, path: Path) -> None:
-    """Two grids side by side with captions: generated (left) and real (right), enlarged if small."""
+def write_comparison_png(fake: np.ndarray, real: np.ndarray, title: str, path: Path,
+                         condition: np.ndarray | None = None, columns: int = 8) -> None:
+    """Grids side by side with captions: the conditions (if any), generated and real images,
+    ``columns`` wide, each enlarged (nearest) to at least 32 pixels and to the tallest panel's size."""
+    panels = [(condition, "condition")] if condition is not None else []
+    panels += [(fake, f"generated ({title})"), (real, "real")]
+    write_panels_png(panels, path, columns)
+
+
+def write_panels_png(panels: list[tuple[np.ndarray, str]], path: Path, columns: int = 8) -> None:
     from PIL import Image, ImageDraw
 
     from ganforge.io import atomic_write
 
-    scale = max(1, int(np.ceil(32 / fake.shape[1])))  # 8x8 digits would be specks otherwise
+    display = max(32, max(images.shape[1] for images, _ in panels))
     grids = []
-    for images in (fake, real):
-        grid = _to_pil(image_grid(images, columns=8)).convert("RGB")
+    for images, _ in panels:
+        scale = max(1, int(np.ceil(display / images.shape[1])))  # 8x8 digits would be specks otherwise
+        grid = _to_pil(image_grid(images, columns=columns)).convert("RGB")
         grids.append(grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.NEAREST))
     gap, header = 16, 24
-    canvas = Image.new("RGB", (grids[0].width + gap + grids[1].width, header + max(g.height for g in grids)), "white")
+    width = sum(g.width for g in grids) + gap * (len(grids) - 1)
+    canvas = Image.new("RGB", (width, header + max(g.height for g in grids)), "white")
     draw = ImageDraw.Draw(canvas)
-    for x, grid, caption in ((0, grids[0], f"generated ({title})"), (grids[0].width + gap, grids[1], "real")):
+    x = 0
+    for grid, (_, caption) in zip(grids, panels):
         canvas.paste(grid, (x, header))
         draw.text((x + 2, 5), caption, fill="black")
+        x += grid.width + gap
     with atomic_write(path, "wb") as fh:
         canvas.save(fh, format="PNG")
 
@@ -734,20 +773,44 @@ class ImagesDomain:
         """Training images ``[N, C, H, W]`` in [-1, 1]; the hold-out (the official test split of
         ``mnist``, else ``cfg.holdout`` of the images) as uint8 ``[M, H, W, C]``.
 
-        ``meta`` carries the training labels (int64 ``[N]`` or None) and the skipped files.
+        ``meta`` carries the training labels (int64 ``[N]`` or None) and the skipped files. With a
+        conditional ``cfg.task`` the data set also carries the conditions (see ``image_tasks``).
         """
-        images, test, fingerprint = load_images(cfg.source, **image_options(cfg))
-        if test is None:
-            images, test = split_holdout(images, cfg.holdout)
+        task = getattr(cfg, "task", "none")
+        if task == "pairs":
+            images, test, fingerprint, sources = load_pairs(cfg)
+        else:
+            images, test, fingerprint = load_images(cfg.source, **image_options(cfg))
+            if test is None:
+                images, test = split_holdout(images, cfg.holdout)
+            sources = None
         state = {
             "fingerprint": fingerprint,
             "shape": list(images.images.shape[1:]),
             "class_names": images.class_names,
             "skipped": len(images.skipped),
+            "task": task,
         }
         holdout = to_uint8_hwc(test.images) if test is not None else None
         meta = {"labels": images.labels, "skipped_files": images.skipped}
-        return Dataset(cfg.source, self.name, images.images, state, holdout, meta)
+        dataset = Dataset(cfg.source, self.name, images.images, state, holdout, meta)
+        if task == "class":
+            if images.labels is None or not images.class_names:
+                raise UsageError(f"data.task=class needs labelled images, and '{cfg.source}' has no labels; use class "
+                                 "sub-folders, an .npz with 'labels', an IDX labels file, or a built-in set")
+            dataset.cond = torch.from_numpy(images.labels)
+            dataset.holdout_cond = torch.from_numpy(test.labels) if test is not None and test.labels is not None else None
+            state["net_args"] = {"n_classes": len(images.class_names)}
+        elif task in IMAGE_TASKS:
+            if sources is None:
+                train_src = derived_condition(task, images.images, cfg.sr_factor)
+                test_src = derived_condition(task, test.images, cfg.sr_factor) if test is not None else None
+            else:
+                train_src, test_src = sources
+            dataset.cond, dataset.holdout_cond = train_src, test_src
+            state["net_args"] = {"cond_shape": list(train_src.shape[1:])}
+            dataset.meta["defaults"] = dict(IMAGE_TASK_DEFAULTS)
+        return dataset
 
     def decode(self, encoded: torch.Tensor, state: dict[str, Any]) -> np.ndarray:
         """``[N, C, H, W]`` in [-1, 1] -> uint8 ``[N, H, W, C]``."""
@@ -757,10 +820,15 @@ class ImagesDomain:
         return to_uint8_hwc(encoded)
 
     def evaluate(self, samples: np.ndarray, dataset: Dataset, quick: bool = False,
-                 features: str | None = None) -> dict[str, Any]:
+                 features: str | None = None, labels: np.ndarray | None = None,
+                 targets: np.ndarray | None = None) -> dict[str, Any]:
         """Pixel statistics of ``samples`` (uint8 ``[N, H, W, C]``) against held-out real images,
         and with ``features`` (an extractor name, e.g. ``digits-cnn``) FID, KID and
         precision/recall/density/coverage on that extractor's features.
+
+        Conditional runs: ``labels`` (the class each sample was made for) adds, with a classifying
+        extractor, ``label_accuracy``; ``targets`` (uint8, the real image paired with each sample's
+        source) adds the paired ``paired_l1`` and ``psnr_db``.
 
         ``quick`` (during training) uses 250 images a side for the energy distance instead of 1,000.
         Feature scores come with ``fid_real_floor``: the FID between two disjoint halves of the real
@@ -777,6 +845,10 @@ class ImagesDomain:
         result = {"n": int(len(fake)), **pixel_statistics(real, fake, QUICK_EVAL_N if quick else EVAL_N)}
         if features:
             result.update(feature_scores(real, fake, features))
+            if labels is not None:
+                result["label_accuracy"] = label_accuracy(fake, labels, features)
+        if targets is not None:
+            result.update(reconstruction_scores(fake, check_images(targets, "targets")))
         return result
 
     def save_samples(self, samples: np.ndarray, path: Path, columns: int | None = None) -> None:
@@ -798,10 +870,25 @@ class ImagesDomain:
                 np.save(fh, images)
 
     def plot(self, samples: np.ndarray, dataset: Dataset, path: Path) -> None:
-        """PNG: up to 64 generated images (left) beside up to 64 real ones (right)."""
-        fake = check_images(samples, "samples")[:64]
-        real = dataset.holdout[:64] if dataset.holdout is not None else self.decode(dataset.train[:64], dataset.state)
-        write_comparison_png(fake, real, dataset.name, Path(path))
+        """PNG: up to 64 generated images (left) beside up to 64 real ones (right).
+
+        Class-conditional runs: one column per class (samples made for the classes in turn, as
+        ``Run.sample`` does by default). Image-conditional runs: the first held-out sources, the
+        outputs for them (the default of ``Run.sample``) and their real targets, row by row.
+        """
+        task = dataset.state.get("task", "none")
+        fake = check_images(samples, "samples")
+        real = dataset.holdout if dataset.holdout is not None else self.decode(dataset.train[:64], dataset.state)
+        if task == "class":
+            k = int(dataset.state["net_args"]["n_classes"])
+            columns = k if k <= 16 else 8
+            write_comparison_png(fake[: columns * max(1, 64 // columns)], real[:64], dataset.name, Path(path), columns=columns)
+        elif task in IMAGE_TASKS and dataset.holdout_cond is not None and dataset.holdout is not None:
+            n = min(32, len(fake), len(dataset.holdout_cond))
+            write_comparison_png(fake[:n], dataset.holdout[:n], dataset.name, Path(path),
+                                 condition=to_uint8_hwc(dataset.holdout_cond[:n]), columns=4)
+        else:
+            write_comparison_png(fake[:64], real[:64], dataset.name, Path(path))
 
 
 register_domain(ImagesDomain())
