@@ -41,10 +41,11 @@ class DataConfig:
     """Images: the resampling filter used when resizing."""
     skip_bad: bool = False
     """Images: skip (and count) unreadable image files instead of stopping with an error."""
-    task: Literal["none", "class", "sr", "pairs"] = "none"
+    task: Literal["none", "class", "sr", "edges", "pairs"] = "none"
     """What G is conditioned on: nothing; the class label (``class``: G and D see the label); a
-    low-resolution copy of each image (``sr``, super-resolution by ``data.sr_factor``); or the
-    source image of a pair (``pairs``, image-to-image translation, pix2pix)."""
+    low-resolution copy of each image (``sr``, super-resolution by ``data.sr_factor``); the image's
+    edge map (``edges``, edges-to-image translation); or the source image of a user's pair
+    (``pairs``, image-to-image translation, pix2pix)."""
     sr_factor: int = 2
     """Super-resolution: the condition is the image shrunk by this factor (28x28 -> 14x14)."""
 
@@ -298,8 +299,8 @@ def validate(cfg: RunConfig) -> None:
         (t.instance_noise >= 0, "train.instance_noise must be >= 0"),
         (t.l1_weight >= 0 and t.aux_weight >= 0, "train.l1_weight and train.aux_weight must be >= 0"),
         (cfg.data.sr_factor >= 2, "data.sr_factor must be >= 2"),
-        (t.l1_weight == 0 or cfg.data.task in ("sr", "pairs"),
-         "train.l1_weight needs paired data: set data.task=sr or data.task=pairs, or train.l1_weight=0"),
+        (t.l1_weight == 0 or cfg.data.task in ("sr", "edges", "pairs"),
+         "train.l1_weight needs paired data: set data.task=sr, edges or pairs, or train.l1_weight=0"),
         (cfg.data.task == "none" or t.pack == 1, "train.pack > 1 cannot be combined with a conditional data.task; set train.pack=1"),
         (t.pack >= 1, "train.pack must be >= 1"),
         (t.r1_every >= 1, "train.r1_every must be >= 1"),
