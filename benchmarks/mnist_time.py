@@ -1,0 +1,116 @@
+"""Time to quality on MNIST: feature FID against wall-clock training time, ganforge vs the textbook loop.
+
+Both sides train the same 28x28 DCGAN (G z 100 -> 256x7x7 -> 128x14x14 -> 1x28x28, D 64x14x14 ->
+128x7x7 -> 1) on the 60,000 MNIST training digits with batch 64 and 2 threads, for a wall-clock
+budget, keeping a copy of the generator at each checkpoint minute. ganforge's side is its real
+``Trainer`` with the defaults of ``ganforge train mnist`` (plus any ``--set``) and samples from the
+EMA generator; the textbook side is the PyTorch DCGAN tutorial's loop (``benchmarks/throughput.py``:
+Sigmoid + BCELoss, ``.item()`` every step) and samples from its G. Each snapshot is scored on N
+generated images against N MNIST test images with an extractor's features (``digits-cnn`` by
+default: fast; ``inception`` for the standard FID if installed); the real-vs-real floor at the same
+N is printed too. Training time excludes evaluation.
+
+    python benchmarks/mnist_time.py --minutes 10 30 --sides ganforge textbook
+    python benchmarks/mnist_time.py --minutes 60 --sides ganforge --features inception --n 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from throughput import NoCallbacks, Textbook  # noqa: E402
+
+from ganforge.config import RunConfig, apply_defaults, set_value  # noqa: E402
+from ganforge.domains import get_domain  # noqa: E402
+from ganforge.domains.images import feature_scores, load_images, to_uint8_hwc  # noqa: E402
+from ganforge.train.loop import Trainer, build_players  # noqa: E402
+
+CHUNK = 50  # training steps between clock checks
+
+
+def train_for(side: str, images: torch.Tensor, minutes: list[float], settings: dict[str, str], seed: int):
+    """Train ``side`` until the largest budget; -> {minutes: (generator copy, steps)}."""
+    torch.manual_seed(seed)
+    if side == "textbook":
+        book = Textbook(images[torch.randperm(len(images))], 64)
+        step, get_g = book.step, (lambda: book.netG)
+        steps_per_call = 1
+    else:
+        cfg = RunConfig()
+        apply_defaults(cfg, get_domain("images").defaults)
+        set_value(cfg, "train.eval_every", 0)
+        set_value(cfg, "seed", seed)
+        for key, value in settings.items():
+            set_value(cfg, key, value)
+        cfg.model.net, cfg.model.z_dim = "dcgan", 100
+        cfg.train.steps = 0
+        players = build_players(cfg, "dcgan", 100, (1, 28, 28), torch.device("cpu"))
+        trainer = Trainer(cfg, players, images, torch.device("cpu"), NoCallbacks())
+
+        def step() -> None:
+            trainer.t.steps += CHUNK
+            trainer.run()
+
+        get_g, steps_per_call = (lambda: trainer.p.G_ema), CHUNK
+    snapshots, done, elapsed = {}, 0, 0.0
+    pending = sorted(minutes)
+    while pending:
+        t0 = time.perf_counter()
+        for _ in range(max(1, CHUNK // steps_per_call)):
+            step()
+            done += steps_per_call
+        elapsed += time.perf_counter() - t0
+        while pending and elapsed >= 60 * pending[0]:
+            snapshots[pending.pop(0)] = (copy.deepcopy(get_g()).eval(), done, elapsed)
+    return snapshots
+
+
+@torch.no_grad()
+def generate(G, n: int, seed: int) -> np.ndarray:
+    z = torch.randn(n, 100, generator=torch.Generator().manual_seed(seed))
+    return to_uint8_hwc(torch.cat([G(chunk) for chunk in z.split(500)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, nargs="+", default=[10, 30])
+    parser.add_argument("--sides", nargs="+", default=["ganforge", "textbook"], choices=["ganforge", "textbook"])
+    parser.add_argument("--features", default="digits-cnn")
+    parser.add_argument("--n", type=int, default=10000, help="generated and real images per score")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    train, test, _ = load_images("mnist")
+    real = to_uint8_hwc(test.images)[: args.n]
+    settings = dict(kv.split("=", 1) for kv in args.overrides)
+    rows = []
+    for side in args.sides:
+        for minute, (G, steps, seconds) in train_for(side, train.images, args.minutes, settings, args.seed).items():
+            scores = feature_scores(real, generate(G, args.n, args.seed + 1), args.features)
+            row = {"side": side, "minutes": minute, "steps": steps, "train_s": round(seconds, 1),
+                   "fid": round(scores["fid"], 3), "floor": round(scores["fid_real_floor"], 3),
+                   "kid": round(scores["kid"], 5), "precision": round(scores["feature_precision"], 3),
+                   "recall": round(scores["feature_recall"], 3), "extractor": scores["extractor"]}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n| side | minutes | steps | {args.features} FID ({args.n} vs {args.n} test) | real-vs-real floor | KID | precision | recall |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['side']} | {r['minutes']:g} | {r['steps']} | {r['fid']:.2f} | {r['floor']:.2f} | {r['kid']:.4f} | "
+              f"{r['precision']:.3f} | {r['recall']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
