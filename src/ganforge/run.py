@@ -201,6 +201,52 @@ class Run:
         samples = self.sample(n, seed, G=G)
         return self.domain.evaluate(samples, dataset, quick=quick, features=features)
 
+    @torch.no_grad()
+    def arithmetic(self, expr: str, n: int = 64, seed: int = 0, truncation: float | None = None,
+                   neighbours: int = 8, noise: float = 0.25, pool: int = 2000,
+                   classifier: str = "digits-cnn") -> Any:
+        """Latent vector arithmetic (Radford et al. 2016 §6.3): ``expr`` adds and subtracts group means.
+
+        A group is sample indices of the seeded batch ``latents(n, z_dim, seed, truncation)``, i.e.
+        of ``sample(n, seed, truncation)`` (``"3,7,9 - 1,4 + 12"``), or ``class:K``: every latent of
+        the pool ``latents(pool, z_dim, seed + 1, truncation)`` whose image the ``classifier``
+        (an extractor with ``predict``, e.g. ``digits-cnn`` for 28x28 gray digits) calls class K.
+        Returns a :class:`ganforge.sample.VectorArithmetic` (the latents) with ``samples`` filled:
+        ``means [k, ...]``, ``result [1, ...]``, ``neighbours [neighbours, ...]`` and ``members``
+        (up to three per group).
+        """
+        from ganforge.sample import (POOL_SEED_OFFSET, class_members, index_members, parse_expression,
+                                     predict_classes, vector_arithmetic)
+
+        groups = parse_expression(expr)
+        if self.config.data.task != "none":
+            raise UsageError(f"vector arithmetic needs an unconditional run; this one is conditioned "
+                             f"(data.task={self.config.data.task})")
+        if n < 1 or pool < 1 or neighbours < 0 or noise < 0:
+            raise UsageError(f"--n and --pool must be >= 1 and --neighbours and --noise >= 0, got {n}, {pool}, "
+                             f"{neighbours} and {noise}")
+        G = self.generator()
+        z_dim = self.config.model.z_dim
+        batch = latents(n, z_dim, seed, truncation)
+        pool_z = pool_labels = None
+        members = []
+        for group in groups:
+            if group.label is None:
+                members.append(index_members(batch, group))
+                continue
+            if pool_z is None:
+                pool_z = latents(pool, z_dim, seed + POOL_SEED_OFFSET, truncation)
+                pool_labels = predict_classes(self.generate(pool_z, G), classifier)
+            members.append(class_members(pool_z, pool_labels, group))
+        result = vector_arithmetic(groups, members, neighbours, noise, seed)
+        result.samples = {
+            "means": self.generate(result.means, G),
+            "result": self.generate(result.result[None], G),
+            "neighbours": self.generate(result.neighbours, G),
+            "members": [self.generate(m[:3], G) for m in members],
+        }
+        return result
+
 
 def resolve(cfg: RunConfig) -> Dataset:
     """Resolve ``cfg`` in place as training will use it, and load its data; raises UsageError on
