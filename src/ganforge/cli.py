@@ -188,6 +188,21 @@ def arithmetic(run_dir, out, expr, n, seed, truncation, neighbours, noise, pool,
         click.echo(json.dumps(summary))
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="GIF to write (default RUN_DIR/progress.gif).")
+@click.option("--frame-ms", type=int, default=200, show_default=True, help="Milliseconds per frame.")
+@click.option("--hold-ms", type=int, default=2000, show_default=True, help="Milliseconds the last frame is held.")
+def gif(run_dir, out, frame_ms, hold_ms) -> None:
+    """Rebuild the animated GIF of a run's fixed latents across training from RUN_DIR/progress/."""
+    from ganforge.pictures import write_progress_gif
+    from ganforge.run import Run
+
+    run = Run(run_dir)  # a clear error for a folder that is not a run
+    path, frames = write_progress_gif(run.path, out, frame_ms, hold_ms)
+    _err(f"wrote {frames} frames to {path}")
+
+
 def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")

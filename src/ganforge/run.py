@@ -372,9 +372,14 @@ class _Callbacks:
         self.last_record: dict = {}
 
     def start(self, elapsed_before: float, step: int) -> None:
+        from ganforge.pictures import prune_frames
+
         self.t0 = time.perf_counter() - elapsed_before
         self.start_step = step
         self.t_start = time.perf_counter()
+        prune_frames(self.run.path, step)  # frames drawn after the checkpoint we resume from are drawn again
+        if step == 0:
+            self.snapshot(0)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -388,6 +393,29 @@ class _Callbacks:
         if self.bar:
             self.bar.tqdm.set_postfix(D=f"{record['loss_d']:.3f}", G=f"{record['loss_g']:.3f}",
                                       Dx=f"{record['d_real']:.2f}", DGz=f"{record['d_fake']:.2f}", refresh=False)
+        t, step = self.trainer.t, record["step"]
+        # a frame at the first logged step at or after each multiple of snapshot_every (the last
+        # step's frame is drawn by finish); a step whose losses are NaN/inf is about to stop the run
+        if t.snapshot_every and step != t.steps and np.isfinite([record["loss_d"], record["loss_g"]]).all() and \
+                step // t.snapshot_every != (step - t.log_every) // t.snapshot_every:
+            self.snapshot(step)
+
+    def snapshot(self, step: int) -> None:
+        """Draw G_ema's samples of the fixed progress latents (see ganforge.pictures) into
+        ``RUN/progress/step-XXXXXXXX.png``; for conditional runs with the loop's fixed conditions."""
+        from ganforge.pictures import FRAME_SEED, frame_count, frame_path, write_frame
+
+        trainer, run = self.trainer, self.run
+        if not trainer.t.snapshot_every:
+            return
+        n, cond = frame_count(run.sample_shape), trainer.fixed_cond
+        if cond is not None:
+            n = min(n, len(cond))
+            cond = cond[:n]
+        z = latents(n, trainer.p.z_dim, FRAME_SEED, device=trainer.device)
+        with torch.no_grad():
+            encoded = trainer.p.G_ema(z) if cond is None else trainer.p.G_ema(z, cond)
+        write_frame(run.domain, run.domain.decode(encoded, run.data_state), self.dataset, frame_path(run.path, step))
 
     def _say(self, text: str) -> None:
         if self.bar:
@@ -417,6 +445,11 @@ class _Callbacks:
         samples = run.sample(EVAL_N, seed=0, G=trainer.p.G_ema)
         run.domain.save_samples(samples, run.path / "samples.npy")
         run.domain.plot(samples, self.dataset, run.path / "samples.png")
+        if trainer.t.snapshot_every:
+            from ganforge.pictures import write_progress_gif
+
+            self.snapshot(step)
+            write_progress_gif(run.path)
         cfg = run.config
         done_steps = step - self.start_step
         summary = {
