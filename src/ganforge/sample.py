@@ -148,7 +148,7 @@ def class_members(pool: Tensor, pool_labels: np.ndarray, group: Group) -> Tensor
         labels, counts = np.unique(pool_labels, return_counts=True)
         found = ", ".join(f"{label}: {count}" for label, count in zip(labels.tolist(), counts.tolist()))
         raise UsageError(f"--expr: no sample of the pool of {len(pool)} was classified as class {group.label} "
-                         f"(found {found}); raise --pool or name another class")
+                         f"(samples per class: {found}); raise --pool or name another class")
     return pool[torch.from_numpy(chosen)]
 
 
