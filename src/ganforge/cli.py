@@ -162,6 +162,65 @@ def datasets() -> None:
         click.echo(f"{name:<12} {domain:<8} {text}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Images: a .png figure (or .npz/.npy rows); points: .npy/.csv rows: the group means, the result, "
+                   "the neighbours.")
+@click.option("--expr", default=None, metavar="EXPR",
+              help='Groups joined by + and -: sample indices of the seeded batch ("3,7,9 - 1,4 + 12" = mean(z3, z7, z9) '
+                   '- mean(z1, z4) + z12) or classes a classifier sees in the samples ("class:7 - class:1 + class:4"). '
+                   "Without --expr: write the numbered batch to pick indices from.")
+@click.option("--n", "n", type=int, default=64, show_default=True, help="Size of the seeded batch that indices point into.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--truncation", type=float, default=None, help="Redraw latent entries beyond this |z| (batch and pool).")
+@click.option("--neighbours", type=int, default=8, show_default=True, help="Samples of the result plus small noise.")
+@click.option("--noise", type=float, default=0.25, show_default=True, help="Std of the neighbours' Gaussian noise.")
+@click.option("--pool", type=int, default=2000, show_default=True,
+              help="class: groups: random latents whose samples are classified, then averaged per class.")
+@click.option("--classifier", default="digits-cnn", show_default=True, help="class: groups: the classifier (28x28 gray digits).")
+@click.option("--json", "as_json", is_flag=True, help="Print the groups and the result vector as one JSON object.")
+def arithmetic(run_dir, out, expr, n, seed, truncation, neighbours, noise, pool, classifier, as_json) -> None:
+    """Latent vector arithmetic: add and subtract mean latents of sample groups, and draw the result.
+
+    \b
+    1. ganforge arithmetic RUN --out batch.png              the numbered batch (--n 64, --seed 0)
+    2. ganforge arithmetic RUN --out result.png --expr "3,7,9 - 1,4 + 12"
+    """
+    from ganforge.pictures import write_arithmetic, write_candidates
+    from ganforge.run import Run
+
+    _check_truncation(truncation)
+    run = Run(run_dir)
+    if expr is None:
+        if as_json:
+            raise UsageError("--json prints the result of an --expr; give --expr, or drop --json to write the batch")
+        write_candidates(run.domain, run.sample(n, seed=seed, truncation=truncation), out)
+        _err(f"wrote the numbered batch of {n} samples (seed {seed}) to {out}; now name indices with --expr")
+        return
+    result = run.arithmetic(expr, n, seed, truncation, neighbours, noise, pool, classifier)
+    write_arithmetic(run.domain, result, out)
+    summary = result.to_dict()
+    _err(f"wrote {summary['expr']} (result norm {summary['norm']:.2f}) to {out}")
+    if as_json:
+        click.echo(json.dumps(summary))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="GIF to write (default RUN_DIR/progress.gif).")
+@click.option("--frame-ms", type=int, default=200, show_default=True, help="Milliseconds per frame.")
+@click.option("--hold-ms", type=int, default=2000, show_default=True, help="Milliseconds the last frame is held.")
+def gif(run_dir, out, frame_ms, hold_ms) -> None:
+    """Rebuild the animated GIF of a run's fixed latents across training from RUN_DIR/progress/."""
+    from ganforge.pictures import write_progress_gif
+    from ganforge.run import Run
+
+    run = Run(run_dir)  # a clear error for a folder that is not a run
+    path, frames = write_progress_gif(run.path, out, frame_ms, hold_ms)
+    _err(f"wrote {frames} frames to {path}")
+
+
 def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")

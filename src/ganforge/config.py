@@ -128,6 +128,10 @@ class TrainConfig:
     ckpt_every: int = 1000
     eval_every: int = 1000
     """Domain metrics (e.g. mode coverage) every this many steps; 0 = only at the end."""
+    snapshot_every: int = 500
+    """Draw G_ema's samples of fixed latents into ``RUN/progress/step-XXXXXXXX.png`` every this many
+    steps (at the first logged step at or after each multiple), and at step 0 and the last step;
+    the end of training assembles them into ``RUN/progress.gif``. 0 = off."""
 
 
 @dataclass
@@ -309,6 +313,7 @@ def validate(cfg: RunConfig) -> None:
         (t.ckpt_every >= 1 and t.ckpt_every % t.log_every == 0,
          "train.ckpt_every must be a positive multiple of train.log_every"),
         (t.eval_every >= 0, "train.eval_every must be >= 0"),
+        (t.snapshot_every >= 0, "train.snapshot_every must be >= 0 (0 turns the progress frames off)"),
         (m.z_dim >= 0, "model.z_dim must be >= 0"),
         (m.g_depth >= 1 and m.d_depth >= 1, "model.g_depth and model.d_depth must be >= 1"),
         (m.g_width >= 1 and m.d_width >= 1, "model.g_width and model.d_width must be >= 1"),

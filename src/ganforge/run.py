@@ -287,6 +287,52 @@ class Run:
         samples = self.sample(n, seed, G=G, cond=sources[:n])
         return self.domain.evaluate(samples, dataset, quick=quick, features=features, targets=targets[:n])
 
+    @torch.no_grad()
+    def arithmetic(self, expr: str, n: int = 64, seed: int = 0, truncation: float | None = None,
+                   neighbours: int = 8, noise: float = 0.25, pool: int = 2000,
+                   classifier: str = "digits-cnn") -> Any:
+        """Latent vector arithmetic (Radford et al. 2016 §6.3): ``expr`` adds and subtracts group means.
+
+        A group is sample indices of the seeded batch ``latents(n, z_dim, seed, truncation)``, i.e.
+        of ``sample(n, seed, truncation)`` (``"3,7,9 - 1,4 + 12"``), or ``class:K``: every latent of
+        the pool ``latents(pool, z_dim, seed + 1, truncation)`` whose image the ``classifier``
+        (an extractor with ``predict``, e.g. ``digits-cnn`` for 28x28 gray digits) calls class K.
+        Returns a :class:`ganforge.sample.VectorArithmetic` (the latents) with ``samples`` filled:
+        ``means [k, ...]``, ``result [1, ...]``, ``neighbours [neighbours, ...]`` and ``members``
+        (up to three per group).
+        """
+        from ganforge.sample import (POOL_SEED_OFFSET, class_members, index_members, parse_expression,
+                                     predict_classes, vector_arithmetic)
+
+        groups = parse_expression(expr)
+        if self.config.data.task != "none":
+            raise UsageError(f"vector arithmetic needs an unconditional run; this one is conditioned "
+                             f"(data.task={self.config.data.task})")
+        if n < 1 or pool < 1 or neighbours < 0 or noise < 0:
+            raise UsageError(f"--n and --pool must be >= 1 and --neighbours and --noise >= 0, got {n}, {pool}, "
+                             f"{neighbours} and {noise}")
+        G = self.generator()
+        z_dim = self.config.model.z_dim
+        batch = latents(n, z_dim, seed, truncation)
+        pool_z = pool_labels = None
+        members = []
+        for group in groups:
+            if group.label is None:
+                members.append(index_members(batch, group))
+                continue
+            if pool_z is None:
+                pool_z = latents(pool, z_dim, seed + POOL_SEED_OFFSET, truncation)
+                pool_labels = predict_classes(self.generate(pool_z, G), classifier)
+            members.append(class_members(pool_z, pool_labels, group))
+        result = vector_arithmetic(groups, members, neighbours, noise, seed)
+        result.samples = {
+            "means": self.generate(result.means, G),
+            "result": self.generate(result.result[None], G),
+            "neighbours": self.generate(result.neighbours, G),
+            "members": [self.generate(m[:3], G) for m in members],
+        }
+        return result
+
 
 def resolve(cfg: RunConfig) -> Dataset:
     """Resolve ``cfg`` in place as training will use it, and load its data; raises UsageError on
@@ -414,9 +460,14 @@ class _Callbacks:
         self.last_record: dict = {}
 
     def start(self, elapsed_before: float, step: int) -> None:
+        from ganforge.pictures import prune_frames
+
         self.t0 = time.perf_counter() - elapsed_before
         self.start_step = step
         self.t_start = time.perf_counter()
+        prune_frames(self.run.path, step)  # frames drawn after the checkpoint we resume from are drawn again
+        if step == 0:
+            self.snapshot(0)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -430,6 +481,29 @@ class _Callbacks:
         if self.bar:
             self.bar.tqdm.set_postfix(D=f"{record['loss_d']:.3f}", G=f"{record['loss_g']:.3f}",
                                       Dx=f"{record['d_real']:.2f}", DGz=f"{record['d_fake']:.2f}", refresh=False)
+        t, step = self.trainer.t, record["step"]
+        # a frame at the first logged step at or after each multiple of snapshot_every (the last
+        # step's frame is drawn by finish); a step whose losses are NaN/inf is about to stop the run
+        if t.snapshot_every and step != t.steps and np.isfinite([record["loss_d"], record["loss_g"]]).all() and \
+                step // t.snapshot_every != (step - t.log_every) // t.snapshot_every:
+            self.snapshot(step)
+
+    def snapshot(self, step: int) -> None:
+        """Draw G_ema's samples of the fixed progress latents (see ganforge.pictures) into
+        ``RUN/progress/step-XXXXXXXX.png``; for conditional runs with the loop's fixed conditions."""
+        from ganforge.pictures import FRAME_SEED, frame_count, frame_path, write_frame
+
+        trainer, run = self.trainer, self.run
+        if not trainer.t.snapshot_every:
+            return
+        n, cond = frame_count(run.sample_shape), trainer.fixed_cond
+        if cond is not None:
+            n = min(n, len(cond))
+            cond = cond[:n]
+        z = latents(n, trainer.p.z_dim, FRAME_SEED, device=trainer.device)
+        with torch.no_grad():
+            encoded = trainer.p.G_ema(z) if cond is None else trainer.p.G_ema(z, cond)
+        write_frame(run.domain, run.domain.decode(encoded, run.data_state), self.dataset, frame_path(run.path, step))
 
     def _say(self, text: str) -> None:
         if self.bar:
@@ -459,6 +533,11 @@ class _Callbacks:
         samples = run.sample(EVAL_N, seed=0, G=trainer.p.G_ema, dataset=self.dataset)
         run.domain.save_samples(samples, run.path / "samples.npy")
         run.domain.plot(samples, self.dataset, run.path / "samples.png")
+        if trainer.t.snapshot_every:
+            from ganforge.pictures import write_progress_gif
+
+            self.snapshot(step)
+            write_progress_gif(run.path)
         cfg = run.config
         done_steps = step - self.start_step
         summary = {
