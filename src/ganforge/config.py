@@ -128,10 +128,11 @@ class TrainConfig:
     ckpt_every: int = 1000
     eval_every: int = 1000
     """Domain metrics (e.g. mode coverage) every this many steps; 0 = only at the end."""
-    snapshot_every: int = 500
+    snapshot_every: int = 0
     """Draw G_ema's samples of fixed latents into ``RUN/progress/step-XXXXXXXX.png`` every this many
     steps (at the first logged step at or after each multiple), and at step 0 and the last step;
-    the end of training assembles them into ``RUN/progress.gif``. 0 = off."""
+    the end of training assembles them into ``RUN/progress.gif``. 0 = off (the default for points,
+    whose minute-long runs a scatter plot per frame would slow; images draw one every 500 steps)."""
 
 
 @dataclass

@@ -749,6 +749,7 @@ class ImagesDomain:
         "model.g_width": 64, "model.d_width": 64, "model.g_norm": "batch", "model.d_norm": "batch",
         "train.batch": 64, "train.steps": 3000, "train.lr_g": 2e-4, "train.lr_d": 2e-4,
         "train.beta1": 0.5, "train.beta2": 0.999, "train.lr_decay": 0.0, "train.r1_weight": 0.0,
+        "train.snapshot_every": 500,
     }
 
     def builtin_names(self) -> dict[str, str]:
