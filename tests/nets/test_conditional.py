@@ -68,7 +68,8 @@ def test_generator_reads_the_label():
     z = torch.randn(1, 16).expand(2, 16)
     x = G(z, labels(2, 7))
     assert not torch.allclose(x[0], x[1], atol=1e-4)  # same z, different labels
-    assert G.stages[0][0].in_channels == 16 + G.embed_dim
+    assert G.embed_dim == 10 and G.stages[0][0].in_channels == 16 + 10
+    assert ConditionalDCGANGenerator(16, 1000, 1, 8, 8, base_width=4, embed_dim=None).embed_dim == 50
 
 
 def _phi(D: ConditionalDCGANDiscriminator, x: torch.Tensor) -> torch.Tensor:

@@ -210,15 +210,19 @@ class ConditionalDCGANGenerator(DCGANGenerator):
     in [-1, 1]. As in cGAN (Mirza & Osindero 2014) and its DCGAN-style descendants, the label's
     learned embedding (``embed_dim`` numbers, initialised N(0, 1) like z) is concatenated with z, so
     the first transposed convolution reads ``z_dim + embed_dim`` inputs; the rest is DCGANGenerator.
+    ``embed_dim`` defaults to ``min(n_classes, 50)``: that convolution is linear in its input, so an
+    embedding wider than the number of classes would add weights (50 dims cost 0.63M at 28x28) but
+    no capacity.
 
     Example: ``ConditionalDCGANGenerator(100, 10, 1, 28, 28)(torch.randn(4, 100), torch.tensor([0, 1, 2, 7]))``.
     """
 
     def __init__(self, z_dim: int, n_classes: int, channels: int, height: int, width: int, base_width: int = 64,
                  norm: ConvNorm = "batch", upsample: Upsample = "transposed", max_channels: int = 1024,
-                 embed_dim: int = 50, init: Literal["dcgan", "default"] = "dcgan") -> None:
+                 embed_dim: int | None = None, init: Literal["dcgan", "default"] = "dcgan") -> None:
         if n_classes < 1:
             raise ValueError(f"a class-conditional generator needs n_classes >= 1, got {n_classes}")
+        embed_dim = embed_dim or min(n_classes, 50)
         super().__init__(z_dim + embed_dim, channels, height, width, base_width, norm, upsample, max_channels, init)
         self.z_dim, self.n_classes, self.embed_dim = z_dim, n_classes, embed_dim
         self.embed = nn.Embedding(n_classes, embed_dim)  # [N] -> [N, embed_dim]
