@@ -15,21 +15,27 @@ work too. Channel widths (``width`` = ``model.g_width`` / ``model.d_width``):
 Following the tutorial (pytorch/examples dcgan): ReLU in G, LeakyReLU(0.2) in D, tanh on G's
 output, no normalisation on D's first layer, weights drawn from N(0, 0.02). Unlike the tutorial,
 D ends in a logit, not a sigmoid: the losses take logits.
+
+Class-conditional variants (``n_classes > 0`` in the builders) keep these layers: G reads the
+label's embedding next to z (Mirza & Osindero 2014, cGAN); D is a projection discriminator
+(Miyato & Koyama 2018) or carries an auxiliary classifier head (Odena et al. 2017, ACGAN).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
-from ganforge.nets.layers import MinibatchStdDev, maybe_spectral_norm
+from ganforge.nets.layers import MinibatchStdDev, check_labels, maybe_spectral_norm
 
 ConvNorm = Literal["none", "batch", "instance", "layer"]
 Upsample = Literal["transposed", "pixelshuffle"]
 Downsample = Literal["strided", "avgpool"]
+CondD = Literal["projection", "acgan"]
 
 BASES = (3, 4, 5, 6, 7)
 
@@ -197,24 +203,132 @@ class DCGANDiscriminator(nn.Module):
         return self.stages(x)
 
 
+class ConditionalDCGANGenerator(DCGANGenerator):
+    """G(z, y) -> x: the DCGAN generator fed z next to an embedding of the class label.
+
+    ``z: [N, z_dim]`` and ``y: int64 [N]`` in ``[0, n_classes)`` to ``x: [N, channels, height, width]``
+    in [-1, 1]. As in cGAN (Mirza & Osindero 2014) and its DCGAN-style descendants, the label's
+    learned embedding (``embed_dim`` numbers, initialised N(0, 1) like z) is concatenated with z, so
+    the first transposed convolution reads ``z_dim + embed_dim`` inputs; the rest is DCGANGenerator.
+    ``embed_dim`` defaults to ``min(n_classes, 50)``: that convolution is linear in its input, so an
+    embedding wider than the number of classes would add weights (50 dims cost 0.63M at 28x28) but
+    no capacity.
+
+    Example: ``ConditionalDCGANGenerator(100, 10, 1, 28, 28)(torch.randn(4, 100), torch.tensor([0, 1, 2, 7]))``.
+    """
+
+    def __init__(self, z_dim: int, n_classes: int, channels: int, height: int, width: int, base_width: int = 64,
+                 norm: ConvNorm = "batch", upsample: Upsample = "transposed", max_channels: int = 1024,
+                 embed_dim: int | None = None, init: Literal["dcgan", "default"] = "dcgan") -> None:
+        if n_classes < 1:
+            raise ValueError(f"a class-conditional generator needs n_classes >= 1, got {n_classes}")
+        embed_dim = embed_dim or min(n_classes, 50)
+        super().__init__(z_dim + embed_dim, channels, height, width, base_width, norm, upsample, max_channels, init)
+        self.z_dim, self.n_classes, self.embed_dim = z_dim, n_classes, embed_dim
+        self.embed = nn.Embedding(n_classes, embed_dim)  # [N] -> [N, embed_dim]
+
+    def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        if z.dim() != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"ConditionalDCGANGenerator expects z of shape [N, {self.z_dim}], got {list(z.shape)}")
+        check_labels(y, z.shape[0], self.n_classes, "ConditionalDCGANGenerator")
+        zy = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)  # [N, z_dim + embed_dim]
+        return self.stages(zy[:, :, None, None])  # [N, C, H, W]
+
+
+class ConditionalDCGANDiscriminator(DCGANDiscriminator):
+    """D(x, y): the DCGAN discriminator judging an image together with its class label.
+
+    Let ``phi(x)`` be the flattened input of D's logit head, i.e. the features of the start grid
+    (``[N, C * h0 * w0]``, with the minibatch-stddev channel when that is on), and
+    ``psi(phi) = <w, phi> + b`` the head itself (the unconditional D's last convolution).
+
+    - ``kind="projection"`` (Miyato & Koyama 2018, eq. 3): ``logit = psi(phi(x)) + <embed(y), phi(x)>``,
+      one learned vector per class in the space of ``phi``; returns ``logits [N]``. With spectral norm
+      the embedding is spectrally normalised too, as in the paper's code.
+    - ``kind="acgan"`` (Odena et al. 2017): a second head on the same features (without the
+      batch-dependent stddev channel) classifies x; the label does not enter the logits. Returns
+      ``(logits [N], class_logits [N, n_classes])``; the loop adds the cross-entropy of the class logits.
+
+    ``x: [N, channels, height, width]`` in [-1, 1], ``y: int64 [N]`` in ``[0, n_classes)``.
+    """
+
+    def __init__(self, n_classes: int, channels: int, height: int, width: int, base_width: int = 64,
+                 norm: ConvNorm = "batch", downsample: Downsample = "strided", spectral_norm: bool = False,
+                 minibatch_stddev: bool = False, kind: CondD = "projection", max_channels: int = 1024,
+                 init: Literal["dcgan", "default"] = "dcgan") -> None:
+        if n_classes < 1:
+            raise ValueError(f"a class-conditional discriminator needs n_classes >= 1, got {n_classes}")
+        if kind not in ("projection", "acgan"):
+            raise UsageError(f"unknown model.cond_d '{kind}'; choose projection or acgan")
+        super().__init__(channels, height, width, base_width, norm, downsample, spectral_norm, minibatch_stddev,
+                         max_channels, init)
+        self.n_classes, self.kind, self.minibatch_stddev = n_classes, kind, minibatch_stddev
+        head_conv = self.stages[-1][-2]
+        grid = head_conv.kernel_size  # (h0, w0)
+        if kind == "projection":
+            self.embed = nn.Embedding(n_classes, head_conv.in_channels * grid[0] * grid[1])  # [N] -> [N, dim phi]
+            layer: nn.Module = self.embed
+        else:
+            self.class_head = nn.Conv2d(head_conv.in_channels - int(minibatch_stddev), n_classes, grid)  # [N, K, 1, 1]
+            layer = self.class_head
+        if init == "dcgan":
+            nn.init.normal_(layer.weight, 0.0, 0.02)  # the scale of the logit head's weights
+            if getattr(layer, "bias", None) is not None:
+                nn.init.zeros_(layer.bias)
+        maybe_spectral_norm(layer, spectral_norm)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"ConditionalDCGANDiscriminator expects x of shape "
+                             f"[N, {', '.join(map(str, self.in_shape))}], got {list(x.shape)}")
+        check_labels(y, x.shape[0], self.n_classes, "ConditionalDCGANDiscriminator")
+        features = self.stages[:-1](x)  # [N, C, h0, w0]
+        head = self.stages[-1]  # (MinibatchStdDev), Conv2d, Flatten
+        phi = head[0](features) if self.minibatch_stddev else features  # [N, C (+1), h0, w0]
+        logits = head[-1](head[-2](phi))  # [N]
+        if self.kind == "projection":
+            return logits + (self.embed(y) * phi.flatten(1)).sum(dim=1)
+        return logits, self.class_head(features).flatten(1)  # [N], [N, n_classes]
+
+
 def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise UsageError(f"dcgan works on images [C, H, W], got samples of shape {list(shape)}; use another model.net")
     return shape[0], shape[1], shape[2]
 
 
-def dcgan_generator(model_cfg: ModelConfig, z_dim: int, shape: tuple[int, ...], *,
-                    upsample: Upsample | None = None, max_channels: int = 1024) -> DCGANGenerator:
-    """G for samples of ``shape = (C, H, W)`` from ``model.g_width``, ``g_norm`` and ``upsample``."""
+def _no_image_condition(cond_shape: list[int] | None) -> None:
+    if cond_shape is not None:
+        raise UsageError("dcgan conditions on class labels only, not on images (data.task=sr or pairs); "
+                         "set model.net=pix2pix")
+
+
+def dcgan_generator(model_cfg: ModelConfig, z_dim: int, shape: tuple[int, ...], *, n_classes: int = 0,
+                    cond_shape: list[int] | None = None, upsample: Upsample | None = None,
+                    max_channels: int = 1024) -> DCGANGenerator:
+    """G for samples of ``shape = (C, H, W)`` from ``model.g_width``, ``g_norm`` and ``upsample``;
+    class-conditional ``G(z, y)`` when ``n_classes > 0`` (the data set's ``net_args``)."""
     channels, height, width = _image_shape(shape)
-    return DCGANGenerator(z_dim, channels, height, width, model_cfg.g_width, model_cfg.g_norm,
-                          upsample or model_cfg.upsample, max_channels)
+    _no_image_condition(cond_shape)
+    upsample = upsample or model_cfg.upsample
+    if n_classes > 0:
+        return ConditionalDCGANGenerator(z_dim, n_classes, channels, height, width, model_cfg.g_width, model_cfg.g_norm,
+                                         upsample, max_channels)
+    return DCGANGenerator(z_dim, channels, height, width, model_cfg.g_width, model_cfg.g_norm, upsample, max_channels)
 
 
-def dcgan_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...], *, downsample: Downsample | None = None,
+def dcgan_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...], *, n_classes: int = 0,
+                        cond_shape: list[int] | None = None, downsample: Downsample | None = None,
                         max_channels: int = 1024) -> DCGANDiscriminator:
     """D for inputs of ``shape = (C * pack, H, W)`` from ``model.d_width``, ``d_norm``, ``downsample``,
-    ``spectral_norm`` and ``minibatch_stddev``."""
+    ``spectral_norm`` and ``minibatch_stddev``; class-conditional ``D(x, y)`` of kind ``model.cond_d``
+    when ``n_classes > 0``."""
     channels, height, width = _image_shape(shape)
-    return DCGANDiscriminator(channels, height, width, model_cfg.d_width, model_cfg.d_norm, downsample or model_cfg.downsample,
-                              model_cfg.spectral_norm, model_cfg.minibatch_stddev, max_channels)
+    _no_image_condition(cond_shape)
+    m = model_cfg
+    downsample = downsample or m.downsample
+    if n_classes > 0:
+        return ConditionalDCGANDiscriminator(n_classes, channels, height, width, m.d_width, m.d_norm, downsample,
+                                             m.spectral_norm, m.minibatch_stddev, m.cond_d, max_channels)
+    return DCGANDiscriminator(channels, height, width, m.d_width, m.d_norm, downsample, m.spectral_norm,
+                              m.minibatch_stddev, max_channels)

@@ -58,3 +58,16 @@ class MinibatchStdDev(nn.Module):
         stat = stat.repeat(group)  # sample i belongs to group i % (N/G)
         extra = stat.view(n, 1, *([1] * (x.dim() - 2))).expand(n, 1, *x.shape[2:])
         return torch.cat([x, extra], dim=1)
+
+
+def check_labels(y: Tensor, n: int, n_classes: int, who: str) -> None:
+    """Raise a ValueError unless ``y`` is ``n`` integer class labels in ``[0, n_classes)``.
+
+    The range is checked on CPU tensors only: on an accelerator the check would stall the
+    device every forward pass (labels are validated where they enter: the data set and the CLI).
+    """
+    if y.dim() != 1 or y.shape[0] != n or y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise ValueError(f"{who} expects integer class labels of shape [{n}], got {y.dtype} {list(y.shape)}")
+    if y.device.type == "cpu" and n and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+        raise ValueError(f"{who} was given class labels in [{int(y.min())}, {int(y.max())}], "
+                         f"but it knows {n_classes} classes, 0..{n_classes - 1}")
