@@ -14,6 +14,7 @@ from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
 from ganforge.nets.dcgan import dcgan_discriminator, dcgan_generator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
+from ganforge.nets.progressive import progressive_discriminator, progressive_generator
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,4 @@ register_net(
 )
 
 register_net("dcgan", NetFamily(generator=dcgan_generator, discriminator=dcgan_discriminator))
+register_net("progressive", NetFamily(generator=progressive_generator, discriminator=progressive_discriminator))

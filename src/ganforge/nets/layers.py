@@ -58,3 +58,18 @@ class MinibatchStdDev(nn.Module):
         stat = stat.repeat(group)  # sample i belongs to group i % (N/G)
         extra = stat.view(n, 1, *([1] * (x.dim() - 2))).expand(n, 1, *x.shape[2:])
         return torch.cat([x, extra], dim=1)
+
+
+class PixelNorm(nn.Module):
+    """Scale each pixel's feature vector to unit root-mean-square over the channels.
+
+    Karras et al. 2018 (ProGAN), §4.2: used in G after every convolution instead of batch norm, so
+    no signal magnitude escalates between G and D. Input ``[N, C, ...]``; output the same shape.
+    """
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
