@@ -30,8 +30,8 @@ The schedule (``model.pg_grow``, ``model.pg_fade``): the first ``pg_grow`` of tr
 resolution then trains for the rest (with the defaults 0.5 / 0.5 at 28x28: 7x7 until 12.5%,
 fade to 14x14 until 25%, 14x14 until 37.5%, fade to 28x28 until 50%, 28x28 to the end).
 
-Architecture (ProGAN's, at widths ``model.g_width`` / ``model.d_width`` doubling towards the low
-levels, capped at ``max_channels``): LeakyReLU(0.2) everywhere; G: pixel norm on z, a transposed
+Architecture (ProGAN's, at widths from ``model.g_width`` / ``model.d_width`` doubling towards the
+low levels, capped at ``max_channels``, see :func:`level_widths`): LeakyReLU(0.2) everywhere; G: pixel norm on z, a transposed
 convolution from z to the start grid, then at every level nearest-neighbour x2 upsampling and two
 3x3 convolutions, each followed by pixel norm, and a 1x1 toRGB per level with tanh on the output;
 D: a 1x1 fromRGB per level, two 3x3 convolutions and 2x2 average pooling per level, then
@@ -61,9 +61,11 @@ SLOPE = 0.2
 def growth_schedule(fraction: float, k: int, grow: float = 0.5, fade: float = 0.5) -> tuple[int, float]:
     """``(level, alpha)`` at ``fraction`` of training for nets with levels ``0..k``.
 
-    ``level`` is the highest level in use and ``alpha`` in [0, 1] its fade-in weight (1 = stable).
+    ``level`` is the highest level in use and ``alpha`` in (0, 1] its fade-in weight (1 = stable).
     Non-decreasing in ``fraction`` (ordered by ``level - 1 + alpha``); ``(0, 1.0)`` at 0 when
     ``grow > 0``, ``(k, 1.0)`` from ``fraction = grow`` on.
+
+    Example: ``growth_schedule(0.1875, 2) == (1, 0.5)`` (half-way through fading in 14x14 at 28x28).
     """
     fraction = min(max(fraction, 0.0), 1.0)
     if k == 0 or fraction >= grow:
@@ -71,9 +73,16 @@ def growth_schedule(fraction: float, k: int, grow: float = 0.5, fade: float = 0.
     slot = grow / k
     j = min(int(fraction // slot), k - 1)  # slot j grows level j + 1
     within = min(max((fraction - j * slot) / slot, 0.0), 1.0)
-    if fade <= 0.0 or within < 1.0 - fade:
-        return j, 1.0
+    if fade <= 0.0 or within <= 1.0 - fade:
+        return j, 1.0  # (j + 1, alpha = 0) computes exactly what (j, 1) does: report the stable level
     return j + 1, min((within - (1.0 - fade)) / fade, 1.0)
+
+
+def level_widths(base_width: int, k: int, max_channels: int) -> list[int]:
+    """Channels at levels ``0..k``: half of DCGAN's at the same resolution (``width * 2^(k - i - 1)``,
+    so ``width / 2`` at full resolution), because every level has two 3x3 convolutions where DCGAN
+    has one 4x4 transposed (or strided) one; this keeps the full-resolution cost near DCGAN's."""
+    return [max(min(base_width * 2 ** (k - i) // 2, max_channels), 1) for i in range(k + 1)]
 
 
 def _pool_to(x: Tensor, times: int) -> Tensor:
@@ -123,7 +132,7 @@ class ProgressiveGenerator(_Schedule, nn.Module):
         super().__init__()
         h0, w0, k = plan_resolution(height, width)
         self.z_dim, self.out_shape, self.k, self.grow, self.fade = z_dim, (channels, height, width), k, grow, fade
-        widths = [min(base_width * 2 ** (k - i), max_channels) for i in range(k + 1)]
+        widths = level_widths(base_width, k, max_channels)
         blocks: list[nn.Module] = [nn.Sequential(
             PixelNorm(),
             nn.ConvTranspose2d(z_dim, widths[0], (h0, w0)),  # [N, widths[0], h0, w0]
@@ -174,7 +183,7 @@ class ProgressiveDiscriminator(_Schedule, nn.Module):
         super().__init__()
         h0, w0, k = plan_resolution(height, width)
         self.in_shape, self.k, self.grow, self.fade = (channels, height, width), k, grow, fade
-        widths = [min(base_width * 2 ** (k - i), max_channels) for i in range(k + 1)]
+        widths = level_widths(base_width, k, max_channels)
         self.from_rgb = nn.ModuleList(
             nn.Sequential(nn.Conv2d(channels, w, 1), nn.LeakyReLU(SLOPE)) for w in widths)  # [N, widths[i], ...]
         blocks: list[nn.Module] = [nn.Sequential(
