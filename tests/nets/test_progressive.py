@@ -165,6 +165,16 @@ def test_bad_settings_and_shapes_are_usage_errors():
         ProgressiveGenerator(8, 1, 8, 8, 4)(torch.randn(2, 9))
 
 
+def test_same_seed_same_weights_and_output():
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        G = progressive_generator(ModelConfig(g_width=8), 16, (1, 28, 28))
+        G.set_progress(0.2)
+        outputs.append(G(torch.ones(2, 16)))
+    assert torch.equal(*outputs)
+
+
 class RecordProgress:
     def on_log(self, record):
         self.last = record
