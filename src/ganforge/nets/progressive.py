@@ -32,8 +32,9 @@ fade to 14x14 until 25%, 14x14 until 37.5%, fade to 28x28 until 50%, 28x28 to th
 
 Architecture (ProGAN's, at widths from ``model.g_width`` / ``model.d_width`` doubling towards the
 low levels, capped at ``max_channels``, see :func:`level_widths`): LeakyReLU(0.2) everywhere;
-G: pixel norm on z, a transposed convolution from z to the start grid, then at every level nearest-neighbour x2 upsampling and two
-3x3 convolutions, each followed by pixel norm, and a 1x1 toRGB per level with tanh on the output;
+G: pixel norm on z, a transposed convolution from z to the start grid, then at every level
+nearest-neighbour x2 upsampling and two 3x3 convolutions, each followed by pixel norm, and a 1x1
+toRGB per level with tanh on the output;
 D: a 1x1 fromRGB per level, two 3x3 convolutions and 2x2 average pooling per level, then
 minibatch-stddev (always on, ProGAN §3), a 3x3 convolution, a convolution over the whole start grid
 and a linear logit. Weights use He initialisation. Not done: equalised learning rate (ProGAN §4.1),
