@@ -75,6 +75,13 @@ class ModelConfig:
     cond_d: Literal["projection", "acgan"] = "projection"
     """Class-conditional D: a projection discriminator (Miyato & Koyama 2018) or an auxiliary
     classifier head (ACGAN, Odena et al. 2017)."""
+    pg_grow: float = 0.5
+    """Progressive growing (``model.net=progressive``): the fraction of training spent growing from
+    the lowest resolution to the full one; the full resolution then trains for the rest (0 = full
+    resolution from the first step, no growing)."""
+    pg_fade: float = 0.5
+    """Progressive growing: the fraction of each level's share of ``model.pg_grow`` spent fading the
+    next level in (alpha 0 -> 1); the rest of the share trains the current level alone."""
 
 
 @dataclass

@@ -15,6 +15,7 @@ from ganforge.errors import UsageError
 from ganforge.nets.dcgan import dcgan_discriminator, dcgan_generator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganforge.nets.pix2pix import pix2pix_discriminator, pix2pix_generator
+from ganforge.nets.progressive import progressive_discriminator, progressive_generator
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,4 @@ register_net(
 
 register_net("dcgan", NetFamily(generator=dcgan_generator, discriminator=dcgan_discriminator))
 register_net("pix2pix", NetFamily(generator=pix2pix_generator, discriminator=pix2pix_discriminator))
+register_net("progressive", NetFamily(generator=progressive_generator, discriminator=progressive_discriminator))

@@ -71,3 +71,16 @@ def check_labels(y: Tensor, n: int, n_classes: int, who: str) -> None:
     if y.device.type == "cpu" and n and (int(y.min()) < 0 or int(y.max()) >= n_classes):
         raise ValueError(f"{who} was given class labels in [{int(y.min())}, {int(y.max())}], "
                          f"but it knows {n_classes} classes, 0..{n_classes - 1}")
+class PixelNorm(nn.Module):
+    """Scale each pixel's feature vector to unit root-mean-square over the channels.
+
+    Karras et al. 2018 (ProGAN), §4.2: used in G after every convolution instead of batch norm, so
+    no signal magnitude escalates between G and D. Input ``[N, C, ...]``; output the same shape.
+    """
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
