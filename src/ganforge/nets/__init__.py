@@ -14,6 +14,7 @@ from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
 from ganforge.nets.dcgan import dcgan_discriminator, dcgan_generator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
+from ganforge.nets.sequence import recurrent_family, tcn_discriminator, tcn_generator
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,9 @@ register_net(
 )
 
 register_net("dcgan", NetFamily(generator=dcgan_generator, discriminator=dcgan_discriminator))
+
+# windows of series [L, C] (the series domain): recurrent and temporal-convolution G and D
+for _cell in ("gru", "lstm"):
+    _g, _d = recurrent_family(_cell)
+    register_net(_cell, NetFamily(generator=_g, discriminator=_d))
+register_net("tcn", NetFamily(generator=tcn_generator, discriminator=tcn_discriminator))
