@@ -186,8 +186,11 @@ def _parse_value(cell: str, path: Path, line: int, column: str) -> float:
                              "(series must be complete)") from None
         raise UsageError(f"{path}: non-numeric value {text!r} in column '{column}', row {line}; series hold numbers "
                          "only") from None
+    if np.isnan(value):
+        raise UsageError(f"{path}: missing value in column '{column}', row {line}; fill or drop it "
+                         "(series must be complete)")
     if not np.isfinite(value):
-        raise UsageError(f"{path}: {text} in column '{column}', row {line}; series must be finite, fill or drop it")
+        raise UsageError(f"{path}: {text} in column '{column}', row {line}; series must be finite, fix it")
     return value
 
 
