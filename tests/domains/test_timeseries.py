@@ -1,3 +1,4 @@
+import json
 import sys
 from importlib import metadata
 
@@ -5,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import ganforge
 from ganforge.config import DataConfig
 from ganforge.domains import get_domain, infer_domain
 from ganforge.domains import timeseries as ts
@@ -212,3 +214,66 @@ def test_missing_data_package_names_the_install(monkeypatch):
                           ("basicmotions", "pip install --no-deps aeon")):
         with pytest.raises(UsageError, match=install):
             load(name)
+
+
+def cli_in_process(capsys, *args):
+    """The CLI's own entry point in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    from ganforge.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_error_line(result, fragment):
+    code, _, err = result
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("ganforge: error: ") and fragment in lines[0], err
+
+
+def test_cli_train_sample_interpolate_eval_end_to_end(tmp_path, cli, capsys):
+    from conftest import TINY
+
+    rng = np.random.default_rng(0)
+    t = np.arange(60)
+    values = np.stack([10 + np.sin(t / 3) + 0.1 * rng.normal(size=60), 1000 + 50 * np.cos(t / 5)], axis=1)
+    dates = np.arange("2021-01-01", "2021-03-02", dtype="datetime64[D]")
+    data = tmp_path / "daily.csv"
+    data.write_text("day,temp,load\n" + "".join(f"{d},{a:.6f},{b:.6f}\n" for d, a, b in zip(dates, *values.T)))
+    settings = [a for kv in (*TINY, "data.window=8", "data.stride=2", "data.metric_repeats=0")
+                for a in ("--set", kv)]
+    out = tmp_path / "run"
+    proc = cli("train", str(data), "--out", str(out), "--steps", "20", "--quiet", "--json", *settings)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["domain"] == "series" and summary["eval"]["n"] == 27 and "acf_distance" in summary["eval"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["net"] == "tcn" and config["model"]["z_dim"] == 8 * ts.Z_STEP
+    assert np.load(out / "samples.npy").shape[1:] == (8, 2) and (out / "samples.png").is_file()
+
+    assert cli_in_process(capsys, "sample", str(out), "--n", "7", "--out", str(tmp_path / "s.npy"))[0] == 0
+    s = np.load(tmp_path / "s.npy")
+    assert s.shape == (7, 8, 2)
+    assert s[..., 1].min() > values[:, 1].min() - 1 and s[..., 1].max() < values[:, 1].max() + 1  # original units
+    code = cli_in_process(capsys, "sample", str(out), "--n", "3", "--out", str(tmp_path / "s.csv"), "--truncation", "1")[0]
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert code == 0 and lines[0] == "sample,step,temp,load" and len(lines) == 1 + 3 * 8
+
+    args = ("interpolate", str(out), "--pairs", "2", "--steps", "4", "--out", str(tmp_path / "p.npy"))
+    assert cli_in_process(capsys, *args)[0] == 0
+    paths, ends = np.load(tmp_path / "p.npy"), ganforge.load(out).sample(4, seed=0)
+    assert paths.shape == (8, 8, 2)
+    np.testing.assert_allclose(paths[[0, 3, 4, 7]], ends, rtol=1e-5)  # each path runs between two sampled scenarios
+
+    code, stdout, _ = cli_in_process(capsys, "eval", str(out), "--n", "20", "--json")
+    assert code == 0 and json.loads(stdout)["n"] == 20
+
+    short = tmp_path / "short.csv"
+    short.write_text("date,x\n2020-01-01,1\n2020-01-02,2\n2020-01-03,3\n")
+    assert_one_error_line(cli_in_process(capsys, "train", str(short), "--out", str(tmp_path / "r2"), "--steps", "1"),
+                          "fewer than the window of 24")
+    text = tmp_path / "text.csv"
+    text.write_text("date,x\n2020-01-01,1\n2020-01-02,up\n")
+    assert_one_error_line(cli_in_process(capsys, "train", str(text), "--out", str(tmp_path / "r3"), "--steps", "1"),
+                          "non-numeric value 'up'")
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
