@@ -512,7 +512,7 @@ class SeriesDomain:
     default_net = "tcn"
     default_z_dim = DEFAULT_WINDOW * Z_STEP
     # Temporal convolutions by default: a training step costs about a quarter of the GRU's on a
-    # CPU (measured: 93 vs 374 ms of CPU per step on sines at width 64, one thread). StyleGAN2's
+    # CPU (measured: 93 vs 374 ms of CPU per step on sines at width 64, one thread, loaded machine). StyleGAN2's
     # Adam betas (0, 0.99) with lazy R1 (the points recipe's regulariser) at a middle learning
     # rate; the windows are few steps long, so 3 residual blocks (receptive field 15 plus G's
     # dense projection and D's dense head) see the whole window. Not tuned by a sweep yet: see
