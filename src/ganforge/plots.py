@@ -69,8 +69,11 @@ def series_vs_real(real: np.ndarray, fake: np.ndarray, title: str, path: Path) -
     from sklearn.manifold import TSNE
 
     plt = _pyplot()
-    real_mean = np.nan_to_num(np.nanmean(real, axis=2))  # [N, L], as TimeGAN's visualization_metrics
-    fake_mean = np.nan_to_num(np.nanmean(fake, axis=2))
+    def feature_mean(x: np.ndarray) -> np.ndarray:  # [N, L], as TimeGAN's visualization_metrics; 0 after the end
+        count = (~np.isnan(x)).sum(axis=2)
+        return np.where(count > 0, np.nansum(x, axis=2) / np.maximum(count, 1), 0.0)
+
+    real_mean, fake_mean = feature_mean(real), feature_mean(fake)
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), dpi=110)
     for x, colour, label in ((real, "tab:blue", "real"), (fake, "tab:orange", "generated")):
         for i in range(min(8, len(x))):

@@ -277,3 +277,21 @@ def test_cli_train_sample_interpolate_eval_end_to_end(tmp_path, cli, capsys):
     assert_one_error_line(cli_in_process(capsys, "train", str(text), "--out", str(tmp_path / "r3"), "--steps", "1"),
                           "non-numeric value 'up'")
     assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
+
+
+def test_variable_length_sequences_train_and_sample_with_trailing_nan(tmp_path):
+    from conftest import TINY
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(30):
+        n = 6 + i % 5
+        cases.append(":".join(",".join(f"{v:.4f}" for v in rng.normal(size=n) + d) for d in (0, 5)) + ":a")
+    (tmp_path / "var.ts").write_text("@problemName var\n@dimensions 2\n@classLabel true a\n@data\n" + "\n".join(cases) + "\n")
+    settings = {kv.split("=")[0]: kv.split("=")[1] for kv in TINY}
+    ganforge.train(str(tmp_path / "var.ts"), out=tmp_path / "run",
+                   settings={**settings, "train.steps": 5, "data.metric_repeats": 0})
+    samples = ganforge.load(tmp_path / "run").sample(20)
+    assert samples.shape == (20, 10, 2)
+    valid = ~np.isnan(samples).any(axis=2)
+    assert valid[:, 0].all() and (np.diff(valid.astype(int), axis=1) <= 0).all()  # NaN only after a window's end

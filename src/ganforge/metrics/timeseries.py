@@ -281,7 +281,10 @@ def autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
     z = (x - mean) / np.where(std > 0, std, 1.0)
     out = np.empty((max_lag, x.shape[2]))
     for k in range(1, max_lag + 1):
-        out[k - 1] = np.nanmean(z[:, :-k] * z[:, k:], axis=(0, 1))
+        products = z[:, :-k] * z[:, k:]
+        count = (~np.isnan(products)).sum(axis=(0, 1))
+        # NaN where no window is longer than k steps
+        out[k - 1] = np.where(count > 0, np.nansum(products, axis=(0, 1)) / np.maximum(count, 1), np.nan)
     return out
 
 
