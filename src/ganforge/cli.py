@@ -28,7 +28,7 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("data", required=False)
-@click.option("--domain", default=None, help="Kind of data (points, images); inferred when omitted.")
+@click.option("--domain", default=None, help="Kind of data (points, images, series); inferred when omitted.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory to create (default runs/NNNNN-DATA).")
 @click.option("--steps", type=int, default=None, help="Generator steps (each after n_critic D steps).")
 @click.option("--batch", type=int, default=None, help="Minibatch size.")
@@ -80,7 +80,7 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--n", "n", type=int, default=None, help="Number of samples [default: 1000, or one per --cond image].")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Output file: .npy or .csv for points; a .png grid, .npz or .npy for images.")
+              help="Output file: .npy or .csv for points and series (series .npy is [N, length, features]); a .png grid, .npz or .npy for images.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--truncation", type=float, default=None, help="Redraw latent entries beyond this |z| (fidelity over diversity).")
 @click.option("--label", default=None, help="Class-conditional runs: the class to draw (name or index) "
@@ -268,7 +268,11 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     if "modes" in ev:
         lines.append(f"modes      {ev['modes']}/{ev['modes_total']}   high quality {100 * ev['hq_fraction']:.1f}%   "
                      f"reverse KL {ev['reverse_kl']:.4f}")
-    shown = [k for k in ("energy_distance", "mmd_rbf", "precision", "recall", "coverage") if k in ev]
+    if "discriminative" in ev:  # series: TimeGAN's scores
+        lines.append(f"timegan    discriminative {ev['discriminative']:.4f} ± {ev['discriminative_std']:.4f}   "
+                     f"predictive {ev['predictive']:.4f} ± {ev['predictive_std']:.4f}   ({ev['repeats']} repeats)")
+    shown = [k for k in ("energy_distance", "mmd_rbf", "precision", "recall", "coverage", "acf_distance",
+                         "xcorr_distance") if k in ev]
     if shown:
         lines.append("distances  " + "   ".join(f"{k} {ev[k]:.4f}" for k in shown))
     warnings = summary.get("warnings", [])

@@ -48,6 +48,14 @@ class DataConfig:
     (``pairs``, image-to-image translation, pix2pix)."""
     sr_factor: int = 2
     """Super-resolution: the condition is the image shrunk by this factor (28x28 -> 14x14)."""
+    window: int = 0
+    """Series: window length in steps; 0 = whole sequences for a set of sequences (a 3-D ``.npy``,
+    a ``.ts`` file, ``basicmotions``), else 24 (TimeGAN's)."""
+    stride: int = 1
+    """Series: steps between the starts of consecutive windows (TimeGAN's 1: every window)."""
+    metric_repeats: int = 10
+    """Series: repeats of TimeGAN's discriminative and predictive scores in a full evaluation
+    (TimeGAN reports the mean and std over 10); 0 skips the two scores."""
 
 
 @dataclass

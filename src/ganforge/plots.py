@@ -33,3 +33,60 @@ def scatter_over_real(real: np.ndarray, fake: np.ndarray, centres: np.ndarray | 
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format="png")
     plt.close(fig)
+
+
+def _save(fig, path: Path, plt) -> None:
+    from ganforge.io import atomic_write
+
+    fig.tight_layout()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+
+
+def series_grid(windows: np.ndarray, names: list[str], columns: int, path: Path) -> None:
+    """One small line plot per window ``[N, L, F]`` (every feature a line), ``columns`` per row."""
+    plt = _pyplot()
+    n = min(len(windows), 12 * columns)
+    rows = max(1, -(-n // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.2 * rows), dpi=100, squeeze=False,
+                             sharex=True, sharey=True)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i < n:
+            ax.plot(windows[i], linewidth=0.8)
+    if names:
+        fig.legend(names[: windows.shape[2]], loc="lower center", ncol=min(len(names), 6), fontsize=6, frameon=False)
+    _save(fig, path, plt)
+
+
+def series_vs_real(real: np.ndarray, fake: np.ndarray, title: str, path: Path) -> None:
+    """Real (blue) vs generated (orange) windows ``[N, L, F]``: eight windows of the first feature,
+    then TimeGAN's visualisation, PCA (fitted on the real windows) and t-SNE (perplexity 40, 300
+    iterations) of the windows averaged over their features."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    plt = _pyplot()
+    def feature_mean(x: np.ndarray) -> np.ndarray:  # [N, L], as TimeGAN's visualization_metrics; 0 after the end
+        count = (~np.isnan(x)).sum(axis=2)
+        return np.where(count > 0, np.nansum(x, axis=2) / np.maximum(count, 1), 0.0)
+
+    real_mean, fake_mean = feature_mean(real), feature_mean(fake)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), dpi=110)
+    for x, colour, label in ((real, "tab:blue", "real"), (fake, "tab:orange", "generated")):
+        for i in range(min(8, len(x))):
+            axes[0].plot(x[i, :, 0], color=colour, alpha=0.6, linewidth=0.9, label=label if i == 0 else None)
+    axes[0].set_title(f"{title}: first feature")
+    axes[0].legend(fontsize=7)
+    pca = PCA(n_components=2).fit(real_mean)
+    tsne = TSNE(n_components=2, perplexity=min(40.0, (len(real_mean) + len(fake_mean) - 1) / 3), max_iter=300,
+                init="pca", random_state=0).fit_transform(np.concatenate([real_mean, fake_mean]))
+    for ax, (r, f), name in ((axes[1], (pca.transform(real_mean), pca.transform(fake_mean)), "PCA"),
+                             (axes[2], (tsne[: len(real_mean)], tsne[len(real_mean):]), "t-SNE")):
+        ax.scatter(r[:, 0], r[:, 1], s=3, alpha=0.3, color="tab:blue", label="real")
+        ax.scatter(f[:, 0], f[:, 1], s=3, alpha=0.3, color="tab:orange", label="generated")
+        ax.set_title(name)
+        ax.legend(fontsize=7, markerscale=3)
+    _save(fig, path, plt)

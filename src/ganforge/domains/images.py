@@ -756,14 +756,18 @@ class ImagesDomain:
         return {name: spec.description for name, spec in BUILTIN_IMAGES.items()}
 
     def claims(self, path: Path) -> bool:
-        """Folders holding PNG/JPEG files, ``.npy`` of 3 or 4 dimensions, ``.npz`` holding such an
-        array, and IDX files named ``*-idx3-ubyte[.gz]``."""
+        """Folders holding PNG/JPEG files, ``.npy`` of 4 dimensions or of 3 that do not look like
+        series windows (see ``timeseries.is_window_array``), ``.npz`` holding such an array, and
+        IDX files named ``*-idx3-ubyte[.gz]``."""
         if path.is_dir():
             return next(iter_image_files(path), None) is not None
         suffix = path.suffix.lower()
         if suffix == ".npy":
+            from ganforge.domains.timeseries import is_window_array
+
             try:
-                return np.load(path, mmap_mode="r", allow_pickle=False).ndim in (3, 4)
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+                return array.ndim == 4 or (array.ndim == 3 and not is_window_array(array.shape, array.dtype))
             except (ValueError, OSError):
                 return False  # the points domain reports unreadable .npy files
         if suffix == ".npz":

@@ -16,6 +16,7 @@ from ganforge.nets.dcgan import dcgan_discriminator, dcgan_generator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
 from ganforge.nets.pix2pix import pix2pix_discriminator, pix2pix_generator
 from ganforge.nets.progressive import progressive_discriminator, progressive_generator
+from ganforge.nets.sequence import recurrent_family, tcn_discriminator, tcn_generator
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,9 @@ register_net(
 register_net("dcgan", NetFamily(generator=dcgan_generator, discriminator=dcgan_discriminator))
 register_net("pix2pix", NetFamily(generator=pix2pix_generator, discriminator=pix2pix_discriminator))
 register_net("progressive", NetFamily(generator=progressive_generator, discriminator=progressive_discriminator))
+
+# windows of series [L, C] (the series domain): recurrent and temporal-convolution G and D
+for _cell in ("gru", "lstm"):
+    _g, _d = recurrent_family(_cell)
+    register_net(_cell, NetFamily(generator=_g, discriminator=_d))
+register_net("tcn", NetFamily(generator=tcn_generator, discriminator=tcn_discriminator))
