@@ -189,8 +189,10 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         ]
     ev = summary.get("eval", {})
     if "modes" in ev:
-        lines.append(f"modes      {ev['modes']}/{ev['modes_total']}   high quality {100 * ev['hq_fraction']:.1f}%   "
-                     f"reverse KL {ev['reverse_kl']:.4f}")
+        hq = f"   high quality {100 * ev['hq_fraction']:.1f}%" if "hq_fraction" in ev else ""
+        floor = (f"   (real images: {ev['modes_real_floor']}, KL {ev['reverse_kl_real_floor']:.4f})"
+                 if "modes_real_floor" in ev else "")  # stacked-mnist
+        lines.append(f"modes      {ev['modes']}/{ev['modes_total']}{hq}   reverse KL {ev['reverse_kl']:.4f}{floor}")
     shown = [k for k in ("energy_distance", "mmd_rbf", "precision", "recall", "coverage") if k in ev]
     if shown:
         lines.append("distances  " + "   ".join(f"{k} {ev[k]:.4f}" for k in shown))
