@@ -127,6 +127,7 @@ def test_builtin_set_stacks_training_digits_and_holds_out_test_digits(read_once)
     assert ds.train.min() == -1 and ds.train.max() == 1
     assert ds.holdout.shape == (26000, 28, 28, 3) and ds.holdout.dtype == np.uint8
     assert ds.state["fingerprint"] == "builtin:stacked-mnist:n=300" and ds.state["shape"] == [3, 28, 28]
+    assert ds.state["class_names"] == [str(c) for c in range(1000)]  # all 1,000 modes, though 300 images miss most
     (train_x, train_y), (test_x, test_y) = read_once
     train_digit, test_digit = _digit_lookup(train_x, train_y), _digit_lookup(test_x, test_y)
     decoded = ImagesDomain().decode(ds.train, ds.state)  # [300, 28, 28, 3]

@@ -547,7 +547,9 @@ def load_images(source: str, channels: int | None = None, size: int | tuple[int,
     if source in BUILTIN_IMAGES:
         spec = BUILTIN_IMAGES[source]
         (train_x, train_y), test = spec.read(n) if spec.sized else spec.read()
-        class_names = [str(c) for c in range(int(train_y.max()) + 1)]
+        # the classes of both splits: a small random set (stacked-mnist with a small data.n) may lack the last ones
+        top = max(int(train_y.max()), int(test[1].max()) if test is not None else 0)
+        class_names = [str(c) for c in range(top + 1)]
 
         def prepared(x: np.ndarray, y: np.ndarray) -> ImageSet:
             return ImageSet(prepare(x, source, "auto", channels, target, resample), y, class_names)
