@@ -266,8 +266,10 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         ]
     ev = summary.get("eval", {})
     if "modes" in ev:
-        lines.append(f"modes      {ev['modes']}/{ev['modes_total']}   high quality {100 * ev['hq_fraction']:.1f}%   "
-                     f"reverse KL {ev['reverse_kl']:.4f}")
+        hq = f"   high quality {100 * ev['hq_fraction']:.1f}%" if "hq_fraction" in ev else ""
+        floor = (f"   (real images: {ev['modes_real_floor']}, KL {ev['reverse_kl_real_floor']:.4f})"
+                 if "modes_real_floor" in ev else "")  # stacked-mnist
+        lines.append(f"modes      {ev['modes']}/{ev['modes_total']}{hq}   reverse KL {ev['reverse_kl']:.4f}{floor}")
     if "discriminative" in ev:  # series: TimeGAN's scores
         lines.append(f"timegan    discriminative {ev['discriminative']:.4f} ± {ev['discriminative_std']:.4f}   "
                      f"predictive {ev['predictive']:.4f} ± {ev['predictive_std']:.4f}   ({ev['repeats']} repeats)")

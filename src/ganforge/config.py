@@ -28,7 +28,8 @@ class DataConfig:
     domain: str = ""
     """Kind of data (``points``); empty means inferred from the data."""
     n: int = 100_000
-    """Number of training points drawn from a built-in synthetic set (PacGAN uses 100,000)."""
+    """Number of training points drawn from a built-in synthetic set (PacGAN uses 100,000), and of
+    images in ``stacked-mnist`` (PacGAN uses 128,000)."""
     holdout: float = 0.1
     """Fraction of a user's file held out for evaluation (0 disables the split)."""
     standardize: bool = True

@@ -334,4 +334,5 @@ def test_parse_size():
 
 
 def test_builtin_names_are_listed():
-    assert set(ImagesDomain().builtin_names()) == set(BUILTIN_IMAGES) == {"digits", "mnist5k", "mnist"}
+    assert set(ImagesDomain().builtin_names()) == set(BUILTIN_IMAGES) == {"digits", "mnist5k", "mnist",
+                                                                          "stacked-mnist"}

@@ -77,6 +77,10 @@ class DigitFeatures:
         """uint8 ``[N, 28, 28(, 1)]`` -> predicted digit ``[N]``."""
         return self._run(images, self.classifier).argmax(axis=1)
 
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """uint8 ``[N, 28, 28(, 1)]`` -> softmax probabilities of the 10 digits ``[N, 10]``."""
+        return self._run(images, lambda h: self.classifier(h).softmax(dim=1))
+
 
 EXTRACTORS: dict[str, Callable[[], Any]] = {"digits-cnn": DigitFeatures}
 _LOADED: dict[str, Any] = {}
