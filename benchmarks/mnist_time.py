@@ -28,12 +28,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import NoCallbacks, Textbook  # noqa: E402
+from throughput import Textbook  # noqa: E402
 
 from ganforge.config import RunConfig, apply_defaults, set_value  # noqa: E402
 from ganforge.domains import get_domain  # noqa: E402
 from ganforge.domains.images import feature_scores, load_images, to_uint8_hwc  # noqa: E402
-from ganforge.train.loop import Trainer, build_players  # noqa: E402
+from ganforge.train.loop import NullCallbacks, Trainer, build_players  # noqa: E402
 
 CHUNK = 50  # training steps between clock checks
 
@@ -55,7 +55,7 @@ def train_for(side: str, images: torch.Tensor, minutes: list[float], settings: d
         cfg.model.net, cfg.model.z_dim = "dcgan", 100
         cfg.train.steps = 0
         players = build_players(cfg, "dcgan", 100, (1, 28, 28), torch.device("cpu"))
-        trainer = Trainer(cfg, players, images, torch.device("cpu"), NoCallbacks())
+        trainer = Trainer(cfg, players, images, torch.device("cpu"), NullCallbacks())
 
         def step() -> None:
             trainer.t.steps += CHUNK

@@ -51,15 +51,6 @@ VARIANTS = {
 TARGET_MODES, TARGET_KL = 1000, 0.05
 
 
-class _NoCallbacks:
-    def on_log(self, record):
-        pass
-
-    def on_checkpoint(self, step):
-        pass
-
-    def on_eval(self, step):
-        pass
 
 
 def seconds_per_step(settings: list[str], warmup: int = 3, iters: int = 20) -> float:
@@ -69,7 +60,7 @@ def seconds_per_step(settings: list[str], warmup: int = 3, iters: int = 20) -> f
 
     from ganforge.config import RunConfig, set_value
     from ganforge.run import resolve, resolve_device
-    from ganforge.train.loop import Trainer, build_players
+    from ganforge.train.loop import NullCallbacks, Trainer, build_players
 
     cfg = RunConfig()
     for kv in settings:
@@ -79,7 +70,7 @@ def seconds_per_step(settings: list[str], warmup: int = 3, iters: int = 20) -> f
     device = resolve_device(cfg.device)
     players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device,
                             dataset.state.get("net_args"))
-    trainer = Trainer(cfg, players, dataset.train, device, _NoCallbacks())
+    trainer = Trainer(cfg, players, dataset.train, device, NullCallbacks())
     trainer.t.steps = warmup
     trainer.run()
     if device.type == "cuda":

@@ -28,18 +28,9 @@ from torch import nn
 from ganforge.config import RunConfig, apply_defaults, set_value
 from ganforge.domains import get_domain
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
-from ganforge.train.loop import Trainer, build_players
+from ganforge.train.loop import NullCallbacks, Trainer, build_players
 
 
-class NoCallbacks:
-    def on_log(self, record):
-        pass
-
-    def on_checkpoint(self, step):
-        pass
-
-    def on_eval(self, step):
-        pass
 
 
 def data(n: int = 4096) -> torch.Tensor:
@@ -108,7 +99,7 @@ class Ganforge:
             set_value(cfg, key, value)
         cfg.model.net, cfg.model.z_dim, cfg.train.steps = "dcgan", 100, 0
         players = build_players(cfg, "dcgan", 100, (1, 28, 28), torch.device("cpu"))
-        self.trainer = Trainer(cfg, players, images, torch.device("cpu"), NoCallbacks())
+        self.trainer = Trainer(cfg, players, images, torch.device("cpu"), NullCallbacks())
 
     def run(self, iters: int) -> int:
         t = self.trainer.t

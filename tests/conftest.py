@@ -1,4 +1,5 @@
 import os
+from importlib import metadata
 import subprocess
 import sys
 
@@ -24,3 +25,12 @@ def run_cli(*args: str, cwd=None, timeout: float = 300) -> subprocess.CompletedP
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def installed(distribution: str) -> bool:
+    """Whether a package is installed (optional data packages: tests that need one skip without it)."""
+    try:
+        metadata.distribution(distribution)
+        return True
+    except metadata.PackageNotFoundError:
+        return False

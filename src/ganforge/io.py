@@ -72,3 +72,12 @@ def package_file(distribution: str, relative: str, purpose: str, install: str) -
         raise UsageError(f"{purpose}: {relative} is missing from {distribution} {dist.version}; "
                          f"reinstall it with: {install}")
     return path
+
+
+def is_number(cell: str) -> bool:
+    """Whether a text cell (of a CSV) parses as a float."""
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False

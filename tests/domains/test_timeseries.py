@@ -12,15 +12,9 @@ from ganforge.domains import get_domain, infer_domain
 from ganforge.domains import timeseries as ts
 from ganforge.errors import UsageError
 
+from conftest import installed
+
 series = get_domain("series")
-
-
-def installed(name: str) -> bool:
-    try:
-        metadata.distribution(name)
-        return True
-    except metadata.PackageNotFoundError:
-        return False
 
 
 def load(source, **kw):

@@ -16,7 +16,7 @@ from ganforge.nets.dcgan import (
     dcgan_generator,
 )
 from ganforge.nets.pix2pix import PatchDiscriminator, UNetGenerator, pix2pix_discriminator, pix2pix_generator
-from ganforge.train.loop import Trainer, build_players
+from ganforge.train.loop import NullCallbacks, Trainer, build_players
 
 SIZES = [(8, 8), (28, 28), (32, 32), (28, 56)]
 
@@ -242,17 +242,6 @@ def test_pix2pix_usage_errors():
 # --- through the training loop ------------------------------------------------------------
 
 
-class NoCallbacks:
-    def on_log(self, record):
-        self.last = record
-
-    def on_checkpoint(self, step):
-        pass
-
-    def on_eval(self, step):
-        pass
-
-
 def _trainer(net: str, data: torch.Tensor, cond: torch.Tensor, net_args: dict, **settings) -> Trainer:
     cfg = RunConfig()
     for key, value in {"model.g_width": 8, "model.d_width": 8, "model.g_norm": "batch", "model.d_norm": "batch",
@@ -262,7 +251,7 @@ def _trainer(net: str, data: torch.Tensor, cond: torch.Tensor, net_args: dict, *
         set_value(cfg, key, value)
     torch.manual_seed(0)
     players = build_players(cfg, net, 8, tuple(data.shape[1:]), torch.device("cpu"), net_args)
-    return Trainer(cfg, players, data, torch.device("cpu"), NoCallbacks(), cond=cond)
+    return Trainer(cfg, players, data, torch.device("cpu"), NullCallbacks(), cond=cond)
 
 
 def _run_and_check(trainer: Trainer) -> None:

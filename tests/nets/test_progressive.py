@@ -21,7 +21,7 @@ from ganforge.nets.progressive import (
     progressive_generator,
 )
 from ganforge.run import Run
-from ganforge.train.loop import Trainer, build_players
+from ganforge.train.loop import NullCallbacks, Trainer, build_players
 
 
 def at_level(level: int, alpha: float, *nets) -> None:
@@ -175,17 +175,6 @@ def test_same_seed_same_weights_and_output():
     assert torch.equal(*outputs)
 
 
-class RecordProgress:
-    def on_log(self, record):
-        self.last = record
-
-    def on_checkpoint(self, step):
-        pass
-
-    def on_eval(self, step):
-        pass
-
-
 def test_trainer_grows_to_the_full_resolution():
     cfg = RunConfig()
     for key, value in {"model.g_width": 8, "model.d_width": 8, "train.batch": 16, "train.steps": 16,
@@ -203,7 +192,7 @@ def test_trainer_grows_to_the_full_resolution():
 
     players.G.set_progress = record
     top_before = players.G.to_rgb[-1].weight.detach().clone()
-    trainer = Trainer(cfg, players, data, torch.device("cpu"), RecordProgress())
+    trainer = Trainer(cfg, players, data, torch.device("cpu"), NullCallbacks())
     trainer.run()
     assert len(seen) == 17  # before each of the 16 steps and after the last
     assert seen[0] == (0, 1.0) and seen[-1] == (2, 1.0)

@@ -6,18 +6,9 @@ import pytest
 import torch
 
 from ganforge.config import RunConfig, set_value
-from ganforge.train.loop import Trainer, build_players
+from ganforge.train.loop import NullCallbacks, Trainer, build_players
 
 
-class NoCallbacks:
-    def on_log(self, record):
-        self.last = record
-
-    def on_checkpoint(self, step):
-        pass
-
-    def on_eval(self, step):
-        pass
 
 
 def make_trainer(**settings) -> Trainer:
@@ -28,7 +19,7 @@ def make_trainer(**settings) -> Trainer:
     torch.manual_seed(123)
     data = torch.randn(500, 2) * 0.5 + 1.0
     players = build_players(cfg, "mlp", 4, (2,), torch.device("cpu"))
-    return Trainer(cfg, players, data, torch.device("cpu"), NoCallbacks())
+    return Trainer(cfg, players, data, torch.device("cpu"), NullCallbacks())
 
 
 def snapshot(module):

@@ -20,7 +20,7 @@ import torch
 from ganforge.config import DataConfig
 from ganforge.domains import Dataset, holdout_indices, register_domain
 from ganforge.errors import UsageError
-from ganforge.io import file_sha256
+from ganforge.io import file_sha256, is_number
 from ganforge.metrics import energy_distance, mixture_metrics, mmd_rbf, prdc
 
 DATA_SEED = 20140610  # fixed: a built-in name always means the same points
@@ -95,21 +95,15 @@ def _read_csv_points(path: Path) -> np.ndarray:
             raise UsageError(f"{path}: ragged rows, row {line} has {len(row)} values where the first had {width}; "
                              "make every row the same width")
         if not _all_numeric(row):
-            bad = next(c for c in row if not _is_number(c))
+            bad = next(c for c in row if not is_number(c))
             raise UsageError(f"{path}: non-numeric value {bad.strip()!r} in row {line}; points files hold numbers only")
     return np.array([[float(c) for c in row] for _, row in rows], dtype=np.float64)
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
 
 
 def _all_numeric(row: list[str]) -> bool:
-    return all(_is_number(c) for c in row)
+    return all(is_number(c) for c in row)
 
 
 def read_points_file(path: Path) -> np.ndarray:

@@ -44,7 +44,7 @@ import torch
 from ganforge.config import DataConfig
 from ganforge.domains import Dataset, register_domain
 from ganforge.errors import UsageError
-from ganforge.io import file_sha256, package_file
+from ganforge.io import file_sha256, is_number, package_file
 
 DATA_SEED = 20140610  # fixed: a built-in name always means the same series
 DEFAULT_WINDOW = 24  # TimeGAN's sequence length
@@ -84,17 +84,11 @@ def is_window_array(shape: Sequence[int], dtype: np.dtype) -> bool:
             and shape[1] >= MIN_WINDOW_LENGTH and shape[1] != shape[2])
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False
 
 
 def _is_date(cell: str) -> bool:
     text = cell.strip()
-    if not text or _is_number(text):
+    if not text or is_number(text):
         return False
     try:
         datetime.fromisoformat(text)
@@ -132,7 +126,7 @@ def csv_has_time_index(path: Path) -> bool:
 
 def _time_key(cell: str) -> Any:
     text = cell.strip()
-    if _is_number(text):
+    if is_number(text):
         return float(text)
     try:
         return np.datetime64(datetime.fromisoformat(text))
@@ -149,8 +143,8 @@ def read_csv_series(path: Path) -> SeriesSource:
     indexed = csv_has_time_index(path)
     first = 1 if indexed else 0
     header = None
-    if not all(_is_number(c) for c in rows[0][1][first:]) or (indexed and not _is_date(rows[0][1][0])
-                                                               and not _is_number(rows[0][1][0])):
+    if not all(is_number(c) for c in rows[0][1][first:]) or (indexed and not _is_date(rows[0][1][0])
+                                                               and not is_number(rows[0][1][0])):
         header, rows = rows[0][1], rows[1:]
     if not rows:
         raise UsageError(f"{path} holds a header but no data rows")

@@ -105,6 +105,22 @@ def split_d_output(out: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor 
     return out, None
 
 
+class NullCallbacks:
+    """Callbacks that write nothing and only keep the last log record (``.last``): for driving a
+    ``Trainer`` directly (tests, benchmarks, notebooks)."""
+
+    last: dict | None = None
+
+    def on_log(self, record: dict) -> None:
+        self.last = record
+
+    def on_checkpoint(self, step: int) -> None:
+        pass
+
+    def on_eval(self, step: int) -> None:
+        pass
+
+
 class Trainer:
     """Sequences D and G steps, EMA, logging, evaluation and checkpoints; written once for every domain.
 
