@@ -138,7 +138,7 @@ def interpolate(run_dir, out, pairs, steps, mode, seed, truncation) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--features", default=None, help="Images: also FID, KID and precision/recall on this extractor's "
-              "features (digits-cnn).")
+              "features (digits-cnn or inception).")
 def evaluate(run_dir, n, seed, as_json, features) -> None:
     """Score a run's generator against its data (mode coverage, distances, precision/recall)."""
     from ganforge.run import Run

