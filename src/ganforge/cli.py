@@ -196,7 +196,8 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         lines.append("distances  " + "   ".join(f"{k} {ev[k]:.4f}" for k in shown))
     warnings = summary.get("warnings", [])
     lines.append(f"warnings   {len(warnings)}" + (f" (last: {warnings[-1]['warning']})" if warnings else ""))
-    lines.append(f"files      samples.png, samples.npy, metrics.jsonl, checkpoints/ in {summary['run_dir']}")
+    lines.append(f"files      samples.png, {summary.get('samples_file', 'samples.npy')}, metrics.jsonl, checkpoints/ "
+                 f"in {summary['run_dir']}")
     click.echo("\n".join(lines))
 
 

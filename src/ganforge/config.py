@@ -47,6 +47,17 @@ class DataConfig:
     source image of a pair (``pairs``, image-to-image translation, pix2pix)."""
     sr_factor: int = 2
     """Super-resolution: the condition is the image shrunk by this factor (28x28 -> 14x14)."""
+    columns: str = ""
+    """Tables: column kinds that override the inferred ones, as ``name:kind,...`` with kinds
+    continuous, integer, categorical, boolean, datetime (e.g. ``zip:categorical,visits:integer``)."""
+    target: str = ""
+    """Tables: the column the machine-learning-efficacy evaluation predicts (classification for a
+    categorical or boolean column, regression otherwise); empty skips that evaluation."""
+    cond_sampling: Literal["log", "rows", "none"] = "log"
+    """Tables: how conditions on the discrete columns are drawn in training: ``log`` is CTGAN's
+    training-by-sampling (a column uniformly, then one of its values with probability ~ log(1 +
+    count), then a real row holding it), ``rows`` conditions each real row on one of its own values
+    (no rebalancing), ``none`` trains an unconditional generator."""
 
 
 @dataclass

@@ -33,3 +33,48 @@ def scatter_over_real(real: np.ndarray, fake: np.ndarray, centres: np.ndarray | 
     with atomic_write(path, "wb") as fh:
         fig.savefig(fh, format="png")
     plt.close(fig)
+
+
+def table_marginals(real, fake, kinds: dict, title: str, path: Path, max_columns: int = 12) -> None:
+    """Real (blue) and generated (orange) marginals of up to ``max_columns`` table columns:
+    histograms for numbers, the 8 most frequent real values (and the missing share) for categories."""
+    from ganforge.io import atomic_write
+
+    plt = _pyplot()
+    names = list(real.columns)[:max_columns]
+    cols = min(4, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), dpi=100, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        kind = kinds.get(name, "categorical")
+        if kind in ("continuous", "integer", "datetime"):
+            r = _plot_numbers(real[name], kind)
+            f = _plot_numbers(fake[name], kind)
+            lo, hi = (np.nanmin(r), np.nanmax(r)) if np.isfinite(r).any() else (0.0, 1.0)
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 31)
+            ax.hist(r[np.isfinite(r)], bins=bins, density=True, alpha=0.5, color="tab:blue", label="real")
+            ax.hist(f[np.isfinite(f)], bins=bins, density=True, alpha=0.5, color="tab:orange", label="generated")
+        else:
+            p = real[name].astype(object).fillna("(missing)").value_counts(normalize=True)
+            q = fake[name].astype(object).fillna("(missing)").value_counts(normalize=True)
+            top = list(p.index[:8])
+            x = np.arange(len(top))
+            ax.bar(x - 0.2, [p.get(v, 0.0) for v in top], width=0.4, color="tab:blue", label="real")
+            ax.bar(x + 0.2, [q.get(v, 0.0) for v in top], width=0.4, color="tab:orange", label="generated")
+            ax.set_xticks(x, [str(v)[:10] for v in top], rotation=45, ha="right", fontsize=6)
+        ax.set_title(str(name)[:30], fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+
+
+def _plot_numbers(series, kind: str) -> np.ndarray:
+    from ganforge.metrics.tabular import _numbers
+
+    return _numbers(series, kind)

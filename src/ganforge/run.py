@@ -263,7 +263,7 @@ def _train_locked(run: Run, cfg: RunConfig, dataset: Dataset, resuming: bool, pr
     device = resolve_device(cfg.device)
     players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device, run.net_args)
     callbacks = _Callbacks(run, dataset, echo)
-    trainer = Trainer(cfg, players, dataset.train, device, callbacks, cond=dataset.cond)
+    trainer = Trainer(cfg, players, dataset.train, device, callbacks, cond=dataset.cond, sampler=dataset.sampler)
     callbacks.trainer = trainer
     elapsed_before = 0.0
     if resuming:
@@ -369,7 +369,8 @@ class _Callbacks:
         wall = time.perf_counter() - self.t_start
         metrics = self.on_eval(step, quick=False)
         samples = run.sample(EVAL_N, seed=0, G=trainer.p.G_ema)
-        run.domain.save_samples(samples, run.path / "samples.npy")
+        samples_file = getattr(run.domain, "samples_file", "samples.npy")  # tables write samples.csv
+        run.domain.save_samples(samples, run.path / samples_file)
         run.domain.plot(samples, self.dataset, run.path / "samples.png")
         cfg = run.config
         done_steps = step - self.start_step
@@ -385,6 +386,7 @@ class _Callbacks:
             "last_log": {k: v for k, v in self.last_record.items() if k != "warnings"},
             "eval": metrics,
             "warnings": trainer.monitor.warnings,
+            "samples_file": samples_file,
         }
         write_json(run.path / "summary.json", summary)
         return summary

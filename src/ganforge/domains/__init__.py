@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ class Dataset:
     source images ``[N, C, h, w]``; G is trained as ``G(z, c)`` and D as ``D(x, c)``."""
     holdout_cond: torch.Tensor | None = None
     """The conditions of the held-out samples, in the same encoding as ``cond``."""
+    sampler: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None
+    """Optional minibatch sampler for conditional data, ``(batch, generator) -> (row indices, conditions)``,
+    used by the loop instead of uniform rows (tables: CTGAN's training-by-sampling); see ``train.loop.Sampler``."""
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -117,4 +120,4 @@ def infer_domain(source: str) -> Domain:
 
 
 # Domains register themselves on import.
-from ganforge.domains import images, points  # noqa: E402,F401
+from ganforge.domains import images, points, tabular  # noqa: E402,F401

@@ -14,6 +14,7 @@ from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
 from ganforge.nets.dcgan import dcgan_discriminator, dcgan_generator
 from ganforge.nets.mlp import MLPDiscriminator, MLPGenerator
+from ganforge.nets.tabular import tabular_discriminator, tabular_generator
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,6 @@ register_net(
 )
 
 register_net("dcgan", NetFamily(generator=dcgan_generator, discriminator=dcgan_discriminator))
+
+# tables: CTGAN's residual G (tanh scalars, Gumbel-softmax groups) and packed critic with dropout
+register_net("tabular", NetFamily(generator=tabular_generator, discriminator=tabular_discriminator))
