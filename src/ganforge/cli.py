@@ -191,6 +191,14 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     if "modes" in ev:
         lines.append(f"modes      {ev['modes']}/{ev['modes_total']}   high quality {100 * ev['hq_fraction']:.1f}%   "
                      f"reverse KL {ev['reverse_kl']:.4f}")
+    if "column_shapes" in ev:  # tables
+        line = (f"fidelity   column shapes {ev['column_shapes']:.3f}   pair trends {ev['column_pair_trends']:.3f}   "
+                f"detection AUC {ev.get('detection_auc', float('nan')):.3f}")
+        if "ml_synthetic" in ev:
+            line += f"   ML {ev['ml_metric']} {ev['ml_synthetic']:.3f} (real {ev['ml_real']:.3f})"
+        if "closer_to_train" in ev:
+            line += f"   closer to train {ev['closer_to_train']:.2f} (expected {ev['closer_to_train_expected']:.2f})"
+        lines.append(line)
     shown = [k for k in ("energy_distance", "mmd_rbf", "precision", "recall", "coverage") if k in ev]
     if shown:
         lines.append("distances  " + "   ".join(f"{k} {ev[k]:.4f}" for k in shown))

@@ -206,13 +206,14 @@ def resolve(cfg: RunConfig) -> Dataset:
     """Resolve ``cfg`` in place as training will use it, and load its data; raises UsageError on
     anything that would fail later (unknown loss or net, a net that does not fit the data).
 
-    Order: the user's keys, then the domain's recipe for keys left alone, then the data set's
-    hints (latent size) and the domain's net.
+    Order: the user's keys, then the domain's recipe for keys left alone (with the data set's
+    ``meta["defaults"]`` hints over it), then the data set's latent size and the domain's net.
     """
     validate(cfg)
     dataset = load_dataset(cfg)
     domain = get_domain(dataset.domain)
-    apply_defaults(cfg, domain.defaults)
+    # the domain's recipe, with the data set's own hints on top (e.g. a table's steps by its size)
+    apply_defaults(cfg, {**domain.defaults, **dataset.meta.get("defaults", {})})
     loss = get_loss(cfg.train.loss)
     if (loss.penalty == "gp" or cfg.train.r1_weight > 0) and cfg.model.d_norm == "batch":
         if "model.d_norm" in cfg.explicit:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,8 @@ class TabularGAN:
             ``"zip:categorical,visits:integer"``.
         target: the column machine-learning efficacy predicts in ``evaluate``.
         seed: seed of the weights and of training.
-        out: run directory to train into (default: a new temporary directory; see ``save``).
+        out: run directory to train into (default: a temporary directory removed with this object;
+            ``save`` keeps a copy).
         settings: any other dotted settings, e.g. ``{"train.loss": "ns", "model.g_width": 512}``.
         config: a base ``RunConfig`` (copied, never changed).
         progress: show a progress bar with the losses while fitting.
@@ -75,7 +77,12 @@ class TabularGAN:
         from ganforge import run as runlib
         from ganforge.domains.tabular import frame_source
 
-        out = self.out or Path(tempfile.mkdtemp(prefix="ganforge-table-")) / "run"
+        if self.out is not None:
+            out = self.out
+        else:  # a scratch directory that lives as long as this object; save() copies what is kept
+            scratch = tempfile.mkdtemp(prefix="ganforge-table-")
+            weakref.finalize(self, shutil.rmtree, scratch, ignore_errors=True)
+            out = Path(scratch) / "run"
         cfg = copy.deepcopy(self.config)
         if isinstance(data, (str, Path)):
             cfg.data.source = str(data)

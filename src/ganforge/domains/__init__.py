@@ -33,7 +33,8 @@ class Dataset:
     holdout: np.ndarray | None = None
     """Held-out real samples in the user's space, for evaluation."""
     meta: dict[str, Any] = field(default_factory=dict)
-    """Known structure (mixture centres, latent hint) for metrics and defaults."""
+    """Known structure (mixture centres, latent hint) for metrics and defaults; ``meta["defaults"]``
+    (dotted settings, e.g. a table's steps by its number of rows) tops the domain's recipe."""
     cond: torch.Tensor | None = None
     """Conditional tasks: one condition per training sample, int64 class labels ``[N]`` or encoded
     source images ``[N, C, h, w]``; G is trained as ``G(z, c)`` and D as ``D(x, c)``."""

@@ -279,7 +279,8 @@ def _fit_gmm(series: "pd.Series", spec: dict, text_format: str | None, rng: np.r
     x = (observed - loc) / scale
     fit_x = x if len(x) <= GMM_FIT_ROWS else rng.choice(x, GMM_FIT_ROWS, replace=False)
     gmm = BayesianGaussianMixture(
-        n_components=max(1, min(MAX_MODES, len(np.unique(fit_x)))), weight_concentration_prior_type="dirichlet_process",
+        n_components=max(1, min(MAX_MODES, len(np.unique(fit_x)))), covariance_type="diag",  # 1-D: as "full", 4x faster
+        weight_concentration_prior_type="dirichlet_process",
         weight_concentration_prior=0.001, max_iter=100, n_init=1, random_state=int(rng.integers(2**31)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning on spiky columns: the modes found are still usable

@@ -80,10 +80,30 @@ class TabularGenerator(nn.Module):
             dim += width
         self.body = nn.Sequential(*blocks)  # [N, z_dim + cond_dim + depth * width]
         self.head = nn.Linear(dim, out_dim)  # [N, out_dim], before the output activations
-        n_noise = sum(w for kind, w in self.spans if kind == "softmax")
+        # output activations without a Python loop over columns: tanh on the scalar positions, and
+        # each one-hot group gathered into a row of a padded [groups, widest] block for one softmax
+        tanh_pos, soft_pos, groups, start = [], [], [], 0
+        for kind, w in self.spans:
+            if kind == "tanh":
+                tanh_pos += range(start, start + w)
+            else:
+                groups.append(range(len(soft_pos), len(soft_pos) + w))
+                soft_pos += range(start, start + w)
+            start += w
+        widest = max((len(g) for g in groups), default=1)
+        pad_index = torch.zeros(len(groups), widest, dtype=torch.long)
+        pad_mask = torch.zeros(len(groups), widest, dtype=torch.bool)
+        for i, group in enumerate(groups):
+            pad_index[i, :len(group)] = torch.tensor(list(group))
+            pad_mask[i, :len(group)] = True
+        order = torch.tensor(tanh_pos + soft_pos, dtype=torch.long)
+        for name, value in (("tanh_pos", torch.tensor(tanh_pos, dtype=torch.long)),
+                            ("soft_pos", torch.tensor(soft_pos, dtype=torch.long)),
+                            ("pad_index", pad_index), ("pad_mask", pad_mask), ("unsort", torch.argsort(order))):
+            self.register_buffer(name, value, persistent=False)
         gen = torch.Generator().manual_seed(NOISE_SEED)
         cond_dir = F.normalize(torch.randn(z_dim, generator=gen), dim=0)
-        noise_dirs = torch.randn(z_dim, n_noise, generator=gen)
+        noise_dirs = torch.randn(z_dim, len(soft_pos), generator=gen)
         noise_dirs -= cond_dir[:, None] * (cond_dir @ noise_dirs)[None]  # independent of the condition draw
         self.register_buffer("cond_dir", cond_dir, persistent=False)
         self.register_buffer("noise_dirs", F.normalize(noise_dirs, dim=0), persistent=False)
@@ -105,18 +125,11 @@ class TabularGenerator(nn.Module):
             onehot = F.one_hot(c, self.cond_dim).to(z.dtype)
             h = torch.cat([z_in, onehot], dim=1)
         raw = self.head(self.body(h))
-        u = torch.special.ndtr(z @ self.noise_dirs).clamp(1e-6, 1 - 1e-6)  # [N, n_noise], each U(0, 1)
-        gumbel = -torch.log(-torch.log(u))
-        pieces, start, g = [], 0, 0
-        for kind, width in self.spans:
-            logits = raw[:, start:start + width]
-            if kind == "tanh":
-                pieces.append(torch.tanh(logits))
-            else:
-                pieces.append(torch.softmax((logits + gumbel[:, g:g + width]) / GUMBEL_TAU, dim=1))
-                g += width
-            start += width
-        x = torch.cat(pieces, dim=1)
+        u = torch.special.ndtr(z @ self.noise_dirs).clamp(1e-6, 1 - 1e-6)  # [N, n_soft], each U(0, 1)
+        logits = (raw[:, self.soft_pos] - torch.log(-torch.log(u))) / GUMBEL_TAU  # + Gumbel noise
+        padded = logits[:, self.pad_index].masked_fill(~self.pad_mask, float("-inf"))  # [N, groups, widest]
+        soft = torch.softmax(padded, dim=2)[:, self.pad_mask]  # [N, n_soft], group after group
+        x = torch.cat([torch.tanh(raw[:, self.tanh_pos]), soft], dim=1)[:, self.unsort]  # back in column order
         if self.cond_dim:
             x = torch.where(onehot @ self.cond_active > 0, onehot @ self.cond_value, x)
         return x
