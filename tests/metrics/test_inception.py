@@ -92,27 +92,6 @@ def test_features_shape_determinism_and_batching(inception, digits):
 
 
 @needs_weights
-def test_real_statistics_cache_with_inception(inception, digits, tmp_path, monkeypatch):
-    from ganforge.metrics.cache import real_statistics
-
-    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path))
-    first = real_statistics(inception, digits[:6])
-    (path,) = (tmp_path / "features").glob("inception-*.npz")
-    second = real_statistics(inception, digits[:6])
-    assert not first.from_cache and second.from_cache
-    for a, b in ((first.features, second.features), (first.mu, second.mu), (first.sigma, second.sigma)):
-        np.testing.assert_array_equal(a, b)
-    assert first.fid_floor == second.fid_floor and first.sigma.shape == (2048, 2048)
-    modified = digits[:6].copy()
-    modified[0, 0, 0, 0] ^= 1
-    assert not real_statistics(inception, modified).from_cache
-    path.write_bytes(path.read_bytes()[:1000])  # a corrupt file is recomputed, not trusted
-    third = real_statistics(inception, digits[:6])
-    assert not third.from_cache
-    np.testing.assert_array_equal(third.features, first.features)
-
-
-@needs_weights
 def test_eval_cli_with_inception_features(cli, tmp_path, monkeypatch):
     from conftest import TINY
 
