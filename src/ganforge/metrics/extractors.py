@@ -134,10 +134,12 @@ class InceptionFeatures:
         threads: intra-op CPU threads while extracting; by default torch's setting, or 1 while
             the machine is oversubscribed (see :func:`threads_for_load`).
 
-    Measured on 2 AVX2 cores (benchmarks/inception_speed.py): the network is compute-bound at about
-    2.2 images per CPU-second; batching beyond 8 images, ``torch.jit.freeze`` and
-    ``optimize_for_inference`` change nothing measurable, channels-last gains ~9%, bf16 autocast
-    is ~50x slower (no native bf16), the oneDNN Graph fuser fails on this module.
+    Measured on 2 shared AVX2 cores (benchmarks/inception_speed.py): the network is compute-bound
+    at about 2.2 images per CPU-second whatever the batch on one thread; with two threads on a busy
+    machine batches of 32 beat single images 2.3x (fewer thread synchronisations). channels-last
+    gains ~9%; ``torch.jit.freeze`` and ``optimize_for_inference`` change nothing measurable;
+    bf16 autocast is ~50x slower (no native bf16 on AVX2); the oneDNN Graph fuser fails on this
+    module.
     """
 
     name = "inception"
