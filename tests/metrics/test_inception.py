@@ -93,30 +93,6 @@ def test_features_shape_determinism_and_batching(inception, digits):
 
 
 @needs_weights
-def test_real_statistics_cache_with_inception(inception, digits, tmp_path, monkeypatch):
-    import ganforge.metrics.cache as cache
-
-    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path))
-    # the floor's 2048-d eigendecompositions take seconds each on a small CPU and are not what is
-    # tested here (tests/metrics/test_cache.py checks the floor through the cache)
-    monkeypatch.setattr(cache, "frechet_distance", lambda a, b: float(np.abs(a.mean(0) - b.mean(0)).sum()))
-    first = cache.real_statistics(inception, digits[:4])
-    (path,) = (tmp_path / "features").glob("inception-*.npz")
-    second = cache.real_statistics(inception, digits[:4].copy())
-    assert not first.from_cache and second.from_cache
-    for a, b in ((first.features, second.features), (first.mu, second.mu), (first.sigma, second.sigma)):
-        np.testing.assert_array_equal(a, b)
-    assert first.fid_floor == second.fid_floor and first.sigma.shape == (2048, 2048)
-    modified = digits[:4].copy()
-    modified[0, 0, 0, 0] ^= 1
-    assert not cache.real_statistics(inception, modified).from_cache
-    path.write_bytes(path.read_bytes()[:1000])  # a corrupt file is recomputed, not trusted
-    third = cache.real_statistics(inception, digits[:4])
-    assert not third.from_cache
-    np.testing.assert_array_equal(third.features, first.features)
-
-
-@needs_weights
 @pytest.mark.skipif(not os.environ.get("GANFORGE_SLOW_TESTS"), reason="~45 s on 2 busy cores (40 images through "
                     "Inception, two 2048-d FIDs); run with GANFORGE_SLOW_TESTS=1")
 def test_eval_cli_with_inception_features(cli, tmp_path, monkeypatch):
