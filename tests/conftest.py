@@ -22,6 +22,12 @@ def run_cli(*args: str, cwd=None, timeout: float = 300) -> subprocess.CompletedP
                           cwd=cwd, timeout=timeout, env=env)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_feature_cache(tmp_path_factory):
+    """Tests never read or fill the user's feature cache (~/.cache/ganforge); the CLI inherits it."""
+    os.environ["GANFORGE_CACHE"] = str(tmp_path_factory.mktemp("feature-cache"))
+
+
 @pytest.fixture
 def cli():
     return run_cli
