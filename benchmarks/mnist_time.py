@@ -10,8 +10,16 @@ generated images against N MNIST test images with an extractor's features (``dig
 default: fast; ``inception`` for the standard FID if installed); the real-vs-real floor at the same
 N is printed too. Training time excludes evaluation.
 
+On a shared machine the clock is not a fair budget. ``--rate SIDE=STEPS_PER_S`` turns each budget
+into a number of steps (minutes x 60 x rate), with the rate measured beforehand on a quiet machine
+(``benchmarks/throughput.py`` prints it): training then stops at the step count a quiet 2-core
+machine reaches in that many minutes, whatever else runs beside it. ``--save DIR`` keeps every
+snapshot and ``--load DIR`` scores saved snapshots again (another extractor, another N) without
+training.
+
     python benchmarks/mnist_time.py --minutes 10 30 --sides ganforge textbook
-    python benchmarks/mnist_time.py --minutes 60 --sides ganforge --features inception --n 10000
+    python benchmarks/mnist_time.py --minutes 10 30 60 --sides ganforge --rate ganforge=2.36 --save bench-out/mt
+    python benchmarks/mnist_time.py --minutes 60 --sides ganforge --load bench-out/mt --features inception --n 2000
 """
 
 from __future__ import annotations
@@ -38,8 +46,12 @@ from ganforge.train.loop import NullCallbacks, Trainer, build_players  # noqa: E
 CHUNK = 50  # training steps between clock checks
 
 
-def train_for(side: str, images: torch.Tensor, minutes: list[float], settings: dict[str, str], seed: int):
-    """Train ``side`` until the largest budget; -> {minutes: (generator copy, steps)}."""
+def train_for(side: str, images: torch.Tensor, minutes: list[float], settings: dict[str, str], seed: int,
+              rate: float | None = None):
+    """Train ``side`` until the largest budget; -> {minutes: (generator copy, steps, seconds)}.
+
+    With ``rate`` (steps a second on a quiet machine) a budget is ``60 * minutes * rate`` steps
+    instead of wall-clock time."""
     torch.manual_seed(seed)
     if side == "textbook":
         book = Textbook(images[torch.randperm(len(images))], 64)
@@ -70,7 +82,7 @@ def train_for(side: str, images: torch.Tensor, minutes: list[float], settings: d
             step()
             done += steps_per_call
         elapsed += time.perf_counter() - t0
-        while pending and elapsed >= 60 * pending[0]:
+        while pending and (done >= round(60 * pending[0] * rate) if rate else elapsed >= 60 * pending[0]):
             snapshots[pending.pop(0)] = (copy.deepcopy(get_g()).eval(), done, elapsed)
     return snapshots
 
@@ -90,16 +102,30 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--rate", action="append", default=[], metavar="SIDE=STEPS_PER_S",
+                        help="budget by steps: the side's steps a second measured on a quiet machine")
+    parser.add_argument("--save", type=Path, help="write each snapshot's generator here")
+    parser.add_argument("--load", type=Path, help="score snapshots saved by --save instead of training")
     args = parser.parse_args()
+    rates = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.rate)}
     torch.set_num_threads(args.threads)
     train, test, _ = load_images("mnist")
     real = to_uint8_hwc(test.images)[: args.n]
     settings = dict(kv.split("=", 1) for kv in args.overrides)
     rows = []
     for side in args.sides:
-        for minute, (G, steps, seconds) in train_for(side, train.images, args.minutes, settings, args.seed).items():
+        if args.load:
+            snapshots = {m: torch.load(args.load / f"{side}-{m:g}min.pt", weights_only=False) for m in args.minutes}
+        else:
+            snapshots = train_for(side, train.images, args.minutes, settings, args.seed, rates.get(side))
+            if args.save:
+                args.save.mkdir(parents=True, exist_ok=True)
+                for m, snap in snapshots.items():
+                    torch.save(snap, args.save / f"{side}-{m:g}min.pt")
+        for minute, (G, steps, seconds) in snapshots.items():
             scores = feature_scores(real, generate(G, args.n, args.seed + 1), args.features)
             row = {"side": side, "minutes": minute, "steps": steps, "train_s": round(seconds, 1),
+                   "budget": f"{rates[side]} steps/s" if side in rates else "wall-clock",
                    "fid": round(scores["fid"], 3), "floor": round(scores["fid_real_floor"], 3),
                    "kid": round(scores["kid"], 5), "precision": round(scores["feature_precision"], 3),
                    "recall": round(scores["feature_recall"], 3), "extractor": scores["extractor"]}

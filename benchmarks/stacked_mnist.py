@@ -14,6 +14,10 @@ test digits (the floor of a perfect generator at this sample size).
     python benchmarks/stacked_mnist.py --minutes 3 --variants default --set train.batch=32   # smoke
     python benchmarks/stacked_mnist.py --steps 20000 --variants recipe                     # fixed steps
 
+On a shared machine, measure the seconds a step while it is quiet (``--measure-only``) and pass
+them in later (``--per-step recipe=0.31``): the budget is then the steps a quiet machine fits in
+``--minutes``, and the training itself may run beside other work (at fewer threads, say).
+
 Prints a Markdown table for docs/BENCHMARKS.md and writes every run's numbers to
 bench-out/stacked_mnist.json; the run directories (samples.png, metrics.jsonl) stay in --runs.
 """
@@ -145,7 +149,11 @@ def main() -> None:
                         help="extra settings for every variant (after the variant's own)")
     parser.add_argument("--runs", type=Path, default=Path("bench-out/stacked_mnist_runs"))
     parser.add_argument("--out", type=Path, default=Path("bench-out/stacked_mnist.json"))
+    parser.add_argument("--measure-only", action="store_true", help="print each variant's seconds a step, then stop")
+    parser.add_argument("--per-step", action="append", default=[], metavar="VARIANT=SECONDS",
+                        help="seconds a step measured earlier on a quiet machine (with --minutes)")
     args = parser.parse_args()
+    given = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.per_step)}
 
     from ganforge.config import DataConfig
     from ganforge.domains import get_domain
@@ -156,7 +164,11 @@ def main() -> None:
     results = []
     for variant in args.variants:
         settings = [f"data.n={TRAIN_N}", *VARIANTS[variant], *args.overrides]
-        per_step = seconds_per_step(settings) if args.steps is None else None
+        per_step = given.get(variant) or (seconds_per_step(settings, iters=100 if args.measure_only else 20)
+                                           if args.steps is None else None)
+        if args.measure_only:
+            print(f"{variant}: {per_step:.4f} s a step ({' '.join(settings)})", flush=True)
+            continue
         steps = args.steps or max(int(BUDGET_FRACTION * 60 * args.minutes / per_step), 1)
         print(f"{variant}: {steps} steps" + (f" ({per_step:.3f} s a step measured)" if per_step else ""),
               file=sys.stderr, flush=True)
@@ -167,6 +179,8 @@ def main() -> None:
                 r.update(score(r["run_dir"], real))
             results.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
+    if args.measure_only:
+        return
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
     print(table(results, minutes))
