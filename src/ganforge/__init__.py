@@ -18,6 +18,7 @@ from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.losses import LOSSES, gradient_penalty, r1_penalty
 from ganforge.run import Run
 from ganforge.sample import latents, lerp, slerp
+from ganforge.tabular_gan import TabularGAN
 
 __version__ = "0.1.0"
 
@@ -47,5 +48,5 @@ def load(run_dir: str | Path) -> Run:
     return Run(run_dir)
 
 
-__all__ = ["LOSSES", "Run", "RunConfig", "TrainingDiverged", "UsageError", "gradient_penalty", "latents",
+__all__ = ["LOSSES", "Run", "RunConfig", "TabularGAN", "TrainingDiverged", "UsageError", "gradient_penalty", "latents",
            "lerp", "load", "r1_penalty", "slerp", "train"]

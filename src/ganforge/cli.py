@@ -273,13 +273,22 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     if "discriminative" in ev:  # series: TimeGAN's scores
         lines.append(f"timegan    discriminative {ev['discriminative']:.4f} ± {ev['discriminative_std']:.4f}   "
                      f"predictive {ev['predictive']:.4f} ± {ev['predictive_std']:.4f}   ({ev['repeats']} repeats)")
+    if "column_shapes" in ev:  # tables
+        line = (f"fidelity   column shapes {ev['column_shapes']:.3f}   pair trends {ev['column_pair_trends']:.3f}   "
+                f"detection AUC {ev.get('detection_auc', float('nan')):.3f}")
+        if "ml_synthetic" in ev:
+            line += f"   ML {ev['ml_metric']} {ev['ml_synthetic']:.3f} (real {ev['ml_real']:.3f})"
+        if "closer_to_train" in ev:
+            line += f"   closer to train {ev['closer_to_train']:.2f} (expected {ev['closer_to_train_expected']:.2f})"
+        lines.append(line)
     shown = [k for k in ("energy_distance", "mmd_rbf", "precision", "recall", "coverage", "acf_distance",
                          "xcorr_distance") if k in ev]
     if shown:
         lines.append("distances  " + "   ".join(f"{k} {ev[k]:.4f}" for k in shown))
     warnings = summary.get("warnings", [])
     lines.append(f"warnings   {len(warnings)}" + (f" (last: {warnings[-1]['warning']})" if warnings else ""))
-    lines.append(f"files      samples.png, samples.npy, metrics.jsonl, checkpoints/ in {summary['run_dir']}")
+    lines.append(f"files      samples.png, {summary.get('samples_file', 'samples.npy')}, metrics.jsonl, checkpoints/ "
+                 f"in {summary['run_dir']}")
     click.echo("\n".join(lines))
 
 

@@ -57,6 +57,17 @@ class DataConfig:
     metric_repeats: int = 10
     """Series: repeats of TimeGAN's discriminative and predictive scores in a full evaluation
     (TimeGAN reports the mean and std over 10); 0 skips the two scores."""
+    columns: str = ""
+    """Tables: column kinds that override the inferred ones, as ``name:kind,...`` with kinds
+    continuous, integer, categorical, boolean, datetime (e.g. ``zip:categorical,visits:integer``)."""
+    target: str = ""
+    """Tables: the column the machine-learning-efficacy evaluation predicts (classification for a
+    categorical or boolean column, regression otherwise); empty skips that evaluation."""
+    cond_sampling: Literal["log", "rows", "none"] = "log"
+    """Tables: how conditions on the discrete columns are drawn in training: ``log`` is CTGAN's
+    training-by-sampling (a column uniformly, then one of its values with probability ~ log(1 +
+    count), then a real row holding it), ``rows`` conditions each real row on one of its own values
+    (no rebalancing), ``none`` trains an unconditional generator."""
 
 
 @dataclass

@@ -44,6 +44,44 @@ def _save(fig, path: Path, plt) -> None:
     plt.close(fig)
 
 
+def table_marginals(real, fake, kinds: dict, title: str, path: Path, max_columns: int = 8) -> None:
+    """Real (blue) and generated (orange) marginals of up to ``max_columns`` table columns:
+    histograms for numbers, the 8 most frequent real values (and the missing share) for categories."""
+    from ganforge.io import atomic_write
+
+    plt = _pyplot()
+    names = list(real.columns)[:max_columns]
+    cols = min(4, len(names))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), dpi=80, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        kind = kinds.get(name, "categorical")
+        if kind in ("continuous", "integer", "datetime"):
+            r = _plot_numbers(real[name], kind)
+            f = _plot_numbers(fake[name], kind)
+            lo, hi = (np.nanmin(r), np.nanmax(r)) if np.isfinite(r).any() else (0.0, 1.0)
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 31)
+            ax.hist(r[np.isfinite(r)], bins=bins, density=True, alpha=0.5, color="tab:blue", label="real")
+            ax.hist(f[np.isfinite(f)], bins=bins, density=True, alpha=0.5, color="tab:orange", label="generated")
+        else:
+            p, q = (_category_shares(frame[name]) for frame in (real, fake))
+            top = list(p.index[:8])
+            x = np.arange(len(top))
+            ax.bar(x - 0.2, [p.get(v, 0.0) for v in top], width=0.4, color="tab:blue", label="real")
+            ax.bar(x + 0.2, [q.get(v, 0.0) for v in top], width=0.4, color="tab:orange", label="generated")
+            ax.set_xticks(x, [str(v)[:10] for v in top], rotation=45, ha="right", fontsize=6)
+        ax.set_title(str(name)[:30], fontsize=8)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.15, top=0.88, wspace=0.3, hspace=0.6)  # tight_layout costs seconds
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png")
+    plt.close(fig)
+
+
 def series_grid(windows: np.ndarray, names: list[str], columns: int, path: Path) -> None:
     """One small line plot per window ``[N, L, F]`` (every feature a line), ``columns`` per row."""
     plt = _pyplot()
@@ -90,3 +128,15 @@ def series_vs_real(real: np.ndarray, fake: np.ndarray, title: str, path: Path) -
         ax.set_title(name)
         ax.legend(fontsize=7, markerscale=3)
     _save(fig, path, plt)
+
+
+def _plot_numbers(series, kind: str) -> np.ndarray:
+    from ganforge.metrics.tabular import _numbers
+
+    return _numbers(series, kind)
+
+
+def _category_shares(series):
+    """Share of each value, missing values counted as "(missing)"."""
+    values = series.astype(object)
+    return values.where(series.notna(), "(missing)").value_counts(normalize=True)

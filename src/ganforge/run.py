@@ -338,14 +338,15 @@ def resolve(cfg: RunConfig) -> Dataset:
     """Resolve ``cfg`` in place as training will use it, and load its data; raises UsageError on
     anything that would fail later (unknown loss or net, a net that does not fit the data).
 
-    Order: the user's keys, then the domain's recipe for keys left alone, then the data set's
-    hints (latent size) and the domain's net.
+    Order: the user's keys, then the domain's recipe for keys left alone (with the data set's
+    ``meta["defaults"]`` hints over it), then the data set's latent size and the domain's net.
     """
     validate(cfg)
     dataset = load_dataset(cfg)
     domain = get_domain(dataset.domain)
     if cfg.data.task != "none" and dataset.cond is None:
         raise UsageError(f"data.task={cfg.data.task} is not available for {domain.name} data; use data.task=none")
+    # the domain's recipe, with the data set's own hints on top (e.g. a table's steps by its size)
     apply_defaults(cfg, {**domain.defaults, **dataset.meta.get("defaults", {})})
     loss = get_loss(cfg.train.loss)
     if (loss.penalty == "gp" or cfg.train.r1_weight > 0) and cfg.model.d_norm == "batch":
@@ -397,7 +398,7 @@ def _train_locked(run: Run, cfg: RunConfig, dataset: Dataset, resuming: bool, pr
     device = resolve_device(cfg.device)
     players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device, run.net_args)
     callbacks = _Callbacks(run, dataset, echo)
-    trainer = Trainer(cfg, players, dataset.train, device, callbacks, cond=dataset.cond)
+    trainer = Trainer(cfg, players, dataset.train, device, callbacks, cond=dataset.cond, sampler=dataset.sampler)
     callbacks.trainer = trainer
     elapsed_before = 0.0
     if resuming:
@@ -531,7 +532,8 @@ class _Callbacks:
         wall = time.perf_counter() - self.t_start
         metrics = self.on_eval(step, quick=False)
         samples = run.sample(EVAL_N, seed=0, G=trainer.p.G_ema, dataset=self.dataset)
-        run.domain.save_samples(samples, run.path / "samples.npy")
+        samples_file = getattr(run.domain, "samples_file", "samples.npy")  # tables write samples.csv
+        run.domain.save_samples(samples, run.path / samples_file)
         run.domain.plot(samples, self.dataset, run.path / "samples.png")
         if trainer.t.snapshot_every:
             from ganforge.pictures import write_progress_gif
@@ -552,6 +554,7 @@ class _Callbacks:
             "last_log": {k: v for k, v in self.last_record.items() if k != "warnings"},
             "eval": metrics,
             "warnings": trainer.monitor.warnings,
+            "samples_file": samples_file,
         }
         write_json(run.path / "summary.json", summary)
         return summary

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -33,12 +33,16 @@ class Dataset:
     holdout: np.ndarray | None = None
     """Held-out real samples in the user's space, for evaluation."""
     meta: dict[str, Any] = field(default_factory=dict)
-    """Known structure (mixture centres, latent hint) for metrics and defaults."""
+    """Known structure (mixture centres, latent hint) for metrics and defaults; ``meta["defaults"]``
+    (dotted settings, e.g. a table's steps by its number of rows) tops the domain's recipe."""
     cond: torch.Tensor | None = None
     """Conditional tasks: one condition per training sample, int64 class labels ``[N]`` or encoded
     source images ``[N, C, h, w]``; G is trained as ``G(z, c)`` and D as ``D(x, c)``."""
     holdout_cond: torch.Tensor | None = None
     """The conditions of the held-out samples, in the same encoding as ``cond``."""
+    sampler: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None
+    """Optional minibatch sampler for conditional data, ``(batch, generator) -> (row indices, conditions)``,
+    used by the loop instead of uniform rows (tables: CTGAN's training-by-sampling); see ``train.loop.Sampler``."""
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -117,5 +121,6 @@ def infer_domain(source: str) -> Domain:
 
 
 # Domains register themselves on import, and are asked to claim a file in this order: series
-# claims only CSVs with a time index, so it goes before points, which takes every other CSV.
-from ganforge.domains import images, timeseries, points  # noqa: E402,F401
+# claims only CSVs with a time index, tables CSVs with non-numeric columns, so both go before
+# points, which takes every other CSV.
+from ganforge.domains import images, timeseries, tabular, points  # noqa: E402,F401

@@ -106,6 +106,28 @@ def _all_numeric(row: list[str]) -> bool:
     return all(is_number(c) for c in row)
 
 
+POINTS_MAX_COLUMNS = 4
+
+
+def csv_is_points(path: Path, max_rows: int = 1000) -> bool:
+    """Whether a CSV is a points file rather than a table: after an optional header row, every cell
+    of its first ``max_rows`` rows is a number and no row has more than ``POINTS_MAX_COLUMNS``
+    fields. Anything wider, with text or with empty cells is a table (``--domain`` overrides this)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = []
+            for row in csv.reader(fh):
+                if row and any(cell.strip() for cell in row):
+                    rows.append(row)
+                if len(rows) > max_rows:
+                    break
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return True  # the points reader names what is wrong with it
+    if rows and not _all_numeric(rows[0]):
+        rows = rows[1:]
+    return bool(rows) and all(len(row) <= POINTS_MAX_COLUMNS and _all_numeric(row) for row in rows)
+
+
 def read_points_file(path: Path) -> np.ndarray:
     """Load ``[N, d]`` points from ``.npy`` or ``.csv`` and check them, or raise a UsageError."""
     if not path.is_file():
@@ -146,7 +168,7 @@ class PointsDomain:
 
     def claims(self, path: Path) -> bool:
         if path.suffix == ".csv":
-            return True
+            return csv_is_points(path)
         if path.suffix == ".npy":
             try:
                 return np.load(path, mmap_mode="r", allow_pickle=False).ndim in (1, 2)

@@ -82,6 +82,12 @@ def build_players(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[int,
     return Players(G, D, G_ema, opt_G, opt_D, z_dim)
 
 
+Sampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
+"""``sampler(batch, generator) -> (row indices [batch] int64, conditions [batch, ...])``: how a
+conditional data set draws a minibatch when uniform rows with their own conditions are not what it
+wants, e.g. CTGAN's training-by-sampling (a condition first, then a real row that satisfies it)."""
+
+
 class Callbacks(Protocol):
     def on_log(self, record: dict) -> None: ...
 
@@ -130,16 +136,23 @@ class Trainer:
     ``(logits, class_logits)`` (ACGAN): both players then add ``train.aux_weight`` times the
     cross-entropy of the class head. ``train.l1_weight`` adds the L1 distance between G(z, c) and
     the sample paired with c to G's loss (pix2pix).
+
+    ``sampler`` (with ``cond``) replaces the uniform choice of minibatch rows: it returns the rows
+    and the conditions both players train on (fakes are made for the same conditions); all its
+    randomness must come from the generator it is given, so a resumed run repeats itself.
     """
 
     def __init__(self, cfg: RunConfig, players: Players, data: Tensor, device: torch.device, callbacks: Callbacks,
-                 cond: Tensor | None = None) -> None:
+                 cond: Tensor | None = None, sampler: Sampler | None = None) -> None:
         self.cfg, self.t = cfg, cfg.train
         self.p = players
         self.data = data.to(device)
         self.cond = cond.to(device) if cond is not None else None
         if self.cond is not None and len(self.cond) != len(self.data):
             raise ValueError(f"{len(self.cond)} conditions for {len(self.data)} samples")
+        if sampler is not None and self.cond is None:
+            raise ValueError("a minibatch sampler needs the data set's conditions (cond)")
+        self.sampler = sampler
         self.device = device
         self.callbacks = callbacks
         self.loss = get_loss(self.t.loss)
@@ -149,7 +162,7 @@ class Trainer:
         self.batch_dependent_D = any(isinstance(m, BATCH_DEPENDENT) for m in players.D.modules())
         self.step = 0
         self.d_steps_since_log = 0
-        self.kept: tuple[Tensor, Tensor] | None = None  # the last D step's fakes (with G's graph) and indices
+        self.kept: tuple[Tensor, Tensor, Tensor | None] | None = None  # last D step's fakes (with G's graph), rows, conditions
         fixed = torch.Generator(device=device).manual_seed(cfg.seed + 2)
         self.fixed_z = torch.randn(DIVERSITY_N, players.z_dim, generator=fixed, device=device)
         fixed_index = torch.randint(len(self.data), (DIVERSITY_N,), generator=fixed, device=device)
@@ -169,6 +182,9 @@ class Trainer:
         return split_d_output(self.p.D(x) if c is None else self.p.D(x, c))
 
     def minibatch(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        if self.sampler is not None:
+            index, c = self.sampler(self.t.batch, self.gen)
+            return index, self.data[index], c
         index = torch.randint(len(self.data), (self.t.batch,), generator=self.gen, device=self.device)
         return index, self.data[index], self.cond[index] if self.cond is not None else None
 
@@ -183,7 +199,7 @@ class Trainer:
         if t.reuse_fakes and index == t.n_critic - 1:
             # keep G's graph for the G step; D trains on a detached copy
             kept_fake = self.generate(self.latents(t.batch), c)
-            self.kept = (kept_fake, batch_index)
+            self.kept = (kept_fake, batch_index, c)
             fake = kept_fake.detach()
         else:
             with torch.no_grad():
@@ -232,8 +248,7 @@ class Trainer:
         D.requires_grad_(False)  # G's step must not touch D: no gradients are even computed for it
         try:
             if self.kept is not None:
-                fake, batch_index = self.kept
-                c = self.cond[batch_index] if self.cond is not None else None
+                fake, batch_index, c = self.kept
             else:
                 batch_index, _, c = self.minibatch() if self.cond is not None else (None, None, None)
                 fake = self.generate(self.latents(t.batch), c)
