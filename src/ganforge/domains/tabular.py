@@ -54,8 +54,8 @@ FEW_INTEGERS = 10
 MAX_CATEGORIES = 1000
 """More distinct texts than this is an identifier or free text, not a category (unless declared)."""
 EVAL_N = 2500
-MIN_STEPS = 600
-STEP_EPOCHS = 150
+MIN_STEPS = 500
+STEP_EPOCHS = 600
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
                 "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f")
 DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
@@ -336,7 +336,7 @@ def decode_column(block: np.ndarray, spec: dict) -> "pd.Series":
     pd = _pandas()
     if spec["encoder"] == "onehot":
         index = block.argmax(axis=1)
-        table = np.array(spec["categories"] + [None], dtype=object)
+        table = np.array(spec["categories"] + [np.nan], dtype=object)  # NaN for missing, as read_csv gives
         return _restore(pd.Series(table[index], dtype=object, name=spec["name"]), spec)
     means, stds = np.asarray(spec["means"]), np.asarray(spec["stds"])
     k = len(means)
@@ -361,7 +361,7 @@ def _restore_datetime(values: np.ndarray, spec: dict) -> "pd.Series":
     dt[~np.isfinite(values)] = pd.NaT
     if spec.get("text_format"):
         text = dt.dt.strftime(spec["text_format"]).astype(object)
-        return _restore(text.where(dt.notna(), None), spec)
+        return _restore(text.where(dt.notna(), np.nan), spec)
     if spec.get("tz"):
         dt = dt.dt.tz_localize("UTC").dt.tz_convert(spec["tz"])
     return _restore(dt, spec)
