@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # pay torch's lazy optimiser imports before any timing
     settings = dict(kv.split("=", 1) for kv in args.settings)
     results = []
     for name in args.sets.split(","):

@@ -38,7 +38,7 @@ class TabularGAN:
     """A conditional tabular GAN (CTGAN's encoding and networks on ganforge's engine).
 
     Args:
-        steps: generator steps (default: the table recipe's).
+        steps: generator steps (default: 600 passes over the rows in minibatches of 500, at least 500).
         batch: minibatch size (a multiple of ``train.pack``, 10 by default).
         columns: column kinds that override the inferred ones, ``{"zip": "categorical"}`` or
             ``"zip:categorical,visits:integer"``.

@@ -15,15 +15,6 @@ from ganforge.domains.tabular import TrainingBySampling, infer_kind  # noqa: E40
 from ganforge.errors import UsageError  # noqa: E402
 from ganforge.nets import get_net  # noqa: E402
 
-
-
-def one_error_line(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("ganforge: error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
 TINY = {"model.g_width": 32, "model.d_width": 32, "train.batch": 100, "train.log_every": 10,
         "train.ckpt_every": 50, "model.z_dim": 16}
 
@@ -253,41 +244,62 @@ def test_parquet_in_and_out(tmp_path):
     assert pd.read_parquet(tmp_path / "out.parquet").shape == frame.shape
 
 
-# --- the command line --------------------------------------------------------------------------
+# --- the command line (in-process: the same main() the console script runs, without a new interpreter)
 
-def test_cli_train_sample_eval(tmp_path, cli):
+def cli(capsys, *args) -> tuple[int, str, str]:
+    from ganforge.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_train_sample_eval(tmp_path, capsys):
     path = tmp_path / "t.csv"
     mixed_frame(120).to_csv(path, index=False)
     out = tmp_path / "run"
     sets = [a for kv in ("model.g_width=32", "model.d_width=32", "train.batch=60", "train.log_every=10",
                          "train.ckpt_every=20", "model.z_dim=8", "data.target=member") for a in ("--set", kv)]
-    proc = cli("train", str(path), "--out", str(out), "--steps", "20", "--quiet", *sets)
-    assert proc.returncode == 0, proc.stderr
-    assert (out / "samples.csv").is_file() and (out / "samples.png").is_file() and "(table)" in proc.stdout
-    proc = cli("sample", str(out), "--n", "30", "--out", str(tmp_path / "synth.csv"))
-    assert proc.returncode == 0, proc.stderr
+    code, stdout, stderr = cli(capsys, "train", str(path), "--out", str(out), "--steps", "20", "--quiet", *sets)
+    assert code == 0, stderr
+    assert (out / "samples.csv").is_file() and (out / "samples.png").is_file()
+    assert "(table)" in stdout and "column shapes" in stdout and "samples.csv" in stdout
+    code, _, stderr = cli(capsys, "sample", str(out), "--n", "30", "--out", str(tmp_path / "synth.csv"))
+    assert code == 0, stderr
     synth = pd.read_csv(tmp_path / "synth.csv")
     assert synth.shape == (30, 7) and list(synth.columns) == list(mixed_frame(2).columns)
-    proc = cli("eval", str(out), "--json", "--n", "100")
-    assert proc.returncode == 0, proc.stderr
-    scores = json.loads(proc.stdout)
+    code, stdout, stderr = cli(capsys, "eval", str(out), "--json", "--n", "100")
+    assert code == 0, stderr
+    scores = json.loads(stdout)
     assert {"column_shapes", "column_pair_trends", "detection_auc", "ml_synthetic", "closer_to_train"} <= set(scores)
-    one_error_line(cli("sample", str(out), "--n", "3", "--out", str(tmp_path / "s.npy")), ".csv or .parquet")
+    code, _, stderr = cli(capsys, "sample", str(out), "--n", "3", "--out", str(tmp_path / "s.npy"))
+    assert code == 2 and stderr.strip().startswith("ganforge: error:") and ".csv or .parquet" in stderr
 
 
-@pytest.mark.parametrize("content, fragments", [
-    ("", ("empty table",)),
-    ("a,b\n", ("empty table",)),
-    ("a,b\nx,1\n", ("single row",)),
-    ("a,b,c\n1,,x\n2,,y\n3,,z\n", ("'b'", "entirely missing")),
-    ("a,b\n1,x\n2,y\n3,7\n4,8\n5,9\n", ("'b'", "mixes numbers and text", "data.columns=b:categorical")),
+def test_bad_table_on_the_command_line(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("a,b\n1,x\n2,y\n3,7\n4,8\n5,9\n")
+    out = tmp_path / "run"
+    code, _, stderr = cli(capsys, "train", str(path), "--out", str(out))
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("ganforge: error: "), stderr
+    assert "'b' mixes numbers and text" in lines[0] and "data.columns=b:categorical" in lines[0]
+    assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("", "empty table"),
+    ("a,b\n", "empty table"),
+    ("a,b\nx,1\n", "single row"),
+    ("a,b,c\n1,,x\n2,,y\n3,,z\n", "column 'b' is entirely missing"),
+    ("a,b\n1,x\n2,y\n3,7\n4,8\n5,9\n", "column 'b' mixes numbers and text"),
 ])
-def test_bad_tables_fail_with_one_line(tmp_path, cli, content, fragments):
+def test_bad_tables_are_usage_errors(tmp_path, content, fragment):
     path = tmp_path / "bad.csv"
     path.write_text(content)
-    out = tmp_path / "run"
-    one_error_line(cli("train", str(path), "--domain", "table", "--out", str(out)), *fragments)
-    assert not out.exists()  # nothing half-written
+    with pytest.raises(UsageError, match=fragment):
+        ganforge.train(str(path), out=tmp_path / "run", settings={"data.domain": "table"})
+    assert not (tmp_path / "run").exists()  # nothing half-written
 
 
 def test_bad_dataframes_fail_clearly():

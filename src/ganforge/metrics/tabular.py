@@ -51,6 +51,14 @@ def _pandas():
     return pd
 
 
+def one_thread():
+    """Run scikit-learn's OpenMP/BLAS code on one thread: gradient boosting and k-means spin their
+    threads, and on a busy machine (or beside torch's threads) two threads ran 30x slower than one."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def infer_kinds(frame: "pd.DataFrame") -> dict[Any, str]:
     """Metric kinds when none are given: datetime, boolean, continuous (numbers with more than 10
     distinct values) or categorical (everything else)."""
@@ -242,7 +250,7 @@ def detection_auc(real: "pd.DataFrame", synthetic: "pd.DataFrame", kinds: dict |
     clf = (LogisticRegression(max_iter=1000) if model == "logistic"
            else HistGradientBoostingClassifier(max_iter=100, random_state=seed))
     cv = StratifiedKFold(n_splits=min(folds, len(real), len(synthetic)), shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), one_thread():
         warnings.simplefilter("ignore")
         proba = cross_val_predict(clf, x, y, cv=cv, method="predict_proba")[:, 1]
     return float(roc_auc_score(y, proba))
@@ -323,7 +331,7 @@ def _fit_predict(model: Any, x: np.ndarray, y: np.ndarray, x_test: np.ndarray) -
     """Predictions of ``model`` trained on ``(x, y)``; a training set of one class predicts that class."""
     if y.dtype == object and len(set(y)) < 2:
         return np.full(len(x_test), y[0] if len(y) else "", dtype=object)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), one_thread():
         warnings.simplefilter("ignore")  # convergence warnings of the short SDGym training budgets
         return model.fit(x, y).predict(x_test)
 
@@ -413,7 +421,8 @@ def evaluate_tables(real: "pd.DataFrame", synthetic: "pd.DataFrame", real_test: 
     full_train = real if full_train is None else full_train
     if real_test is not None and len(real_test) >= 2:
         if target is not None:
-            efficacy = ml_efficacy(real, synthetic, real_test, target, kinds, seed=seed)
+            # as many synthetic rows as real ones, as in SDGym (and the real baseline)
+            efficacy = ml_efficacy(real, synthetic.iloc[:len(real)], real_test, target, kinds, seed=seed)
             result.update({"ml_task": efficacy["task"], "ml_metric": efficacy["metric"], "ml_real": efficacy["real"],
                            "ml_synthetic": efficacy["synthetic"], "ml_models": efficacy["models"]})
         result.update(distance_to_closest_record(full_train, synthetic, real_test, kinds, seed=seed))
