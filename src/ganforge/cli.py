@@ -158,8 +158,10 @@ def datasets() -> None:
     """List the built-in data sets."""
     from ganforge.domains import all_builtin
 
-    for name, (domain, text) in all_builtin().items():
-        click.echo(f"{name:<12} {domain:<8} {text}")
+    sets = all_builtin()
+    width = max(map(len, sets), default=0)
+    for name, (domain, text) in sets.items():
+        click.echo(f"{name:<{width}}  {domain:<7} {text}")
 
 
 @cli.command()

