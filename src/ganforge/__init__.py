@@ -16,6 +16,7 @@ from typing import Any
 from ganforge.config import RunConfig
 from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.losses import LOSSES, gradient_penalty, r1_penalty
+from ganforge.report import report
 from ganforge.run import Run
 from ganforge.sample import latents, lerp, slerp
 from ganforge.tabular_gan import TabularGAN
@@ -49,4 +50,4 @@ def load(run_dir: str | Path) -> Run:
 
 
 __all__ = ["LOSSES", "Run", "RunConfig", "TabularGAN", "TrainingDiverged", "UsageError", "gradient_penalty", "latents",
-           "lerp", "load", "r1_penalty", "slerp", "train"]
+           "lerp", "load", "r1_penalty", "report", "slerp", "train"]

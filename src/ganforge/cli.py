@@ -223,6 +223,25 @@ def gif(run_dir, out, frame_ms, hold_ms) -> None:
     _err(f"wrote {frames} frames to {path}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--compare", "compare", multiple=True, type=click.Path(path_type=Path), metavar="RUN_DIR",
+              help="Another run whose curves are drawn on the same axes, named by its folder (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="HTML file to write (default RUN_DIR/report.html).")
+@click.option("--draw", is_flag=True, help="Also draw samples from each run's newest checkpoint (loads the networks).")
+def report(run_dir, compare, out, draw) -> None:
+    """Write a self-contained HTML page of a run: the game's curves, metrics, samples, warnings, config.
+
+    \b
+    ganforge report runs/ns                                          # runs/ns/report.html
+    ganforge report runs/ns --compare runs/minimax --compare runs/wgan --out game.html
+    """
+    from ganforge.report import report as write_report
+
+    path = write_report(run_dir, out=out, compare=compare, draw=draw)
+    _err(f"wrote {path}")
+
+
 def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,11 +17,22 @@ def _pyplot():
     return plt
 
 
+def figure_png(fig) -> bytes:
+    """The PNG bytes of a figure, which is then closed (for pages that embed their plots)."""
+    import io
+
+    plt = pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def scatter_over_real(real: np.ndarray, fake: np.ndarray, centres: np.ndarray | None, title: str, path: Path) -> None:
     """Generated points (orange) over real points (blue), first two coordinates, mode centres as crosses."""
     from ganforge.io import atomic_write
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
     ax.scatter(real[:, 0], real[:, 1 if real.shape[1] > 1 else 0], s=2, alpha=0.35, color="tab:blue", label="real")
     ax.scatter(fake[:, 0], fake[:, 1 if fake.shape[1] > 1 else 0], s=2, alpha=0.6, color="tab:orange", label="generated")
@@ -49,7 +61,7 @@ def table_marginals(real, fake, kinds: dict, title: str, path: Path, max_columns
     histograms for numbers, the 8 most frequent real values (and the missing share) for categories."""
     from ganforge.io import atomic_write
 
-    plt = _pyplot()
+    plt = pyplot()
     names = list(real.columns)[:max_columns]
     cols = min(4, len(names))
     rows = (len(names) + cols - 1) // cols
@@ -85,7 +97,7 @@ def table_marginals(real, fake, kinds: dict, title: str, path: Path, max_columns
 
 def series_grid(windows: np.ndarray, names: list[str], columns: int, path: Path) -> None:
     """One small line plot per window ``[N, L, F]`` (every feature a line), ``columns`` per row."""
-    plt = _pyplot()
+    plt = pyplot()
     n = min(len(windows), 12 * columns)
     rows = max(1, -(-n // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.2 * rows), dpi=100, squeeze=False,
@@ -107,7 +119,7 @@ def series_vs_real(real: np.ndarray, fake: np.ndarray, title: str, path: Path) -
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    plt = _pyplot()
+    plt = pyplot()
     def feature_mean(x: np.ndarray) -> np.ndarray:  # [N, L], as TimeGAN's visualization_metrics; 0 after the end
         count = (~np.isnan(x)).sum(axis=2)
         return np.where(count > 0, np.nansum(x, axis=2) / np.maximum(count, 1), 0.0)
