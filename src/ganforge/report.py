@@ -124,6 +124,8 @@ def report(run_dir: str | Path, out: str | Path | None = None, compare: Iterable
     Returns:
         The path written.
     """
+    if isinstance(compare, (str, Path)):  # one run given bare, not its characters
+        compare = [compare]
     paths = [Path(run_dir), *map(Path, compare)]
     runs = [read_run(p, name) for p, name in zip(paths, _names(paths))]
     out = Path(out) if out is not None else paths[0] / REPORT_NAME
@@ -229,10 +231,12 @@ class Panel:
 
 PANELS = {
     "losses": Panel("Losses", (("loss_d", "D loss"), ("loss_g", "G loss")),
-                    "Each player's loss as the configured loss function defines it (train.loss)."),
+                    "Each player's loss as its loss function (train.loss) defines it; different loss functions "
+                    "are on different scales."),
     "verdicts": Panel("D(x) and D(G(z))", (("d_real", "D(x)"), ("d_fake", "D(G(z))")),
                       "D's mean probability that real (D(x)) and generated (D(G(z))) samples are real; at "
-                      "the minimax game's equilibrium both are 0.5.",
+                      "the minimax game's equilibrium both are 0.5. For Wasserstein and hinge critics the sigmoid of "
+                      "a score: only which side D leans to.",
                       ylim=(-0.02, 1.02), hline=(0.5, "equilibrium 0.5")),
     "accuracy": Panel("D accuracy", (("acc_real", "on real"), ("acc_fake", "on fake")),
                       "Fraction of real samples D calls real, and of generated samples it calls fake. Both "
