@@ -4,6 +4,7 @@ the run directory holds; opened in headless Chromium when one is installed."""
 import base64
 import importlib
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -69,6 +70,12 @@ def test_page_has_every_plot_embedded_and_nothing_remote(frozen_page, runs):
     assert "modes" in section(page, "summary")
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_compare_overlays_runs_named_by_folder(runs, tmp_path, capsys):
     out = tmp_path / "game.html"
     code = main(["report", str(runs["ns"]), "--compare", str(runs["lsgan"]), "--out", str(out)])
@@ -79,6 +86,9 @@ def test_compare_overlays_runs_named_by_folder(runs, tmp_path, capsys):
     assert "ns" in heads and "lsgan" in heads
     assert re.search(r"settings that differ \(highlighted\): [^<]*train\.loss", page)
     assert not (runs["ns"] / "report.html").exists()  # --out chose the file
+    assert out.stat().st_mode & 0o044 == 0o044 & ~current_umask()  # readable as a file open() makes
+    assert main(["report", str(runs["ns"]), "--compare", str(runs["lsgan"])]) == 0
+    assert (runs["ns"] / "compare.html").is_file() and not (runs["ns"] / "report.html").exists()
     for key in PLOT_SECTIONS:
         assert "data:image/png;base64," in section(page, key), key
 

@@ -227,7 +227,7 @@ def gif(run_dir, out, frame_ms, hold_ms) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--compare", "compare", multiple=True, type=click.Path(path_type=Path), metavar="RUN_DIR",
               help="Another run whose curves are drawn on the same axes, named by its folder (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="HTML file to write (default RUN_DIR/report.html).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="HTML file to write (default RUN_DIR/report.html, RUN_DIR/compare.html with --compare).")
 @click.option("--draw", is_flag=True, help="Also draw samples from each run's newest checkpoint (loads the networks).")
 def report(run_dir, compare, out, draw) -> None:
     """Write a self-contained HTML page of a run: the game's curves, metrics, samples, warnings, config.

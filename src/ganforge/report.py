@@ -26,6 +26,7 @@ from ganforge.errors import UsageError
 from ganforge.io import atomic_write
 
 REPORT_NAME = "report.html"
+COMPARE_NAME = "compare.html"  # a comparison never overwrites the first run's own report
 MAX_FRAMES = 6  # progress frames shown as a strip (evenly spaced, the last included)
 MIN_PICTURE_WIDTH = 256  # pixels; smaller pictures are shown enlarged by a whole factor
 MAX_GIF_BYTES = 8 << 20  # a larger progress.gif is left out: the page must stay quick to open
@@ -128,7 +129,7 @@ def report(run_dir: str | Path, out: str | Path | None = None, compare: Iterable
         compare = [compare]
     paths = [Path(run_dir), *map(Path, compare)]
     runs = [read_run(p, name) for p, name in zip(paths, _names(paths))]
-    out = Path(out) if out is not None else paths[0] / REPORT_NAME
+    out = Path(out) if out is not None else paths[0] / (COMPARE_NAME if len(paths) > 1 else REPORT_NAME)
     if out.is_dir():
         raise UsageError(f"--out {out} is a directory; give a file name such as {out / REPORT_NAME}")
     page = render(runs, draw=draw)
