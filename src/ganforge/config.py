@@ -160,6 +160,11 @@ class TrainConfig:
     steps (at the first logged step at or after each multiple), and at step 0 and the last step;
     the end of training assembles them into ``RUN/progress.gif``. 0 = off (the default for points,
     whose minute-long runs a scatter plot per frame would slow; images draw one every 500 steps)."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files to ``RUN/tensorboard/``: every monitor record and
+    evaluation score as scalars, the progress frames and the final ``samples.png`` as images.
+    Needs the optional ``tensorboard`` package (``pip install tensorboard``); training results
+    are the same with it on or off."""
 
 
 @dataclass

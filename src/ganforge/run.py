@@ -30,6 +30,7 @@ from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.io import atomic_write, write_json
 from ganforge.losses import get_loss
 from ganforge.sample import latents, lerp, slerp
+from ganforge.tracking import TensorBoardLog, require_tensorboard
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.loop import Trainer, build_discriminator, build_generator, build_players, set_progress
 
@@ -342,6 +343,8 @@ def resolve(cfg: RunConfig) -> Dataset:
     ``meta["defaults"]`` hints over it), then the data set's latent size and the domain's net.
     """
     validate(cfg)
+    if cfg.train.tensorboard:
+        require_tensorboard()  # before the data is loaded or anything is written
     dataset = load_dataset(cfg)
     domain = get_domain(dataset.domain)
     if cfg.data.task != "none" and dataset.cond is None:
@@ -386,6 +389,8 @@ def train(cfg: RunConfig, out: Path | None = None, resume: Path | None = None, s
         if steps is not None:
             cfg.train.steps = steps  # saved once the checkpoint has been verified
         validate(cfg)
+        if cfg.train.tensorboard:
+            require_tensorboard()
         path, dataset = run.path, run.load_data()
     else:
         path, dataset = new_run(cfg, out)
@@ -416,8 +421,16 @@ def _train_locked(run: Run, cfg: RunConfig, dataset: Dataset, resuming: bool, pr
         echo(f"resuming {run.path} from step {trainer.step} of {cfg.train.steps}")
     else:
         callbacks.on_checkpoint(0)
+    try:
+        return _play(run, trainer, callbacks, elapsed_before, progress)
+    finally:
+        callbacks.close()  # TensorBoard events reach the disk however the run ends
+
+
+def _play(run: Run, trainer: Trainer, callbacks: "_Callbacks", elapsed_before: float, progress: bool) -> dict[str, Any]:
+    """Train to the last step with a progress bar, then finish (or record the divergence)."""
     callbacks.start(elapsed_before, trainer.step)
-    bar = _progress_bar(cfg.train.steps, trainer.step, progress)
+    bar = _progress_bar(trainer.t.steps, trainer.step, progress)
     callbacks.bar = bar
     try:
         trainer.run(progress=bar.update_to if bar else None)
@@ -459,6 +472,7 @@ class _Callbacks:
         self.trainer: Trainer | None = None
         self.bar: _Bar | None = None
         self.last_record: dict = {}
+        self.tensorboard: TensorBoardLog | None = None
 
     def start(self, elapsed_before: float, step: int) -> None:
         from ganforge.pictures import prune_frames
@@ -466,6 +480,8 @@ class _Callbacks:
         self.t0 = time.perf_counter() - elapsed_before
         self.start_step = step
         self.t_start = time.perf_counter()
+        if self.run.config.train.tensorboard:
+            self.tensorboard = TensorBoardLog(self.run.path, step)
         prune_frames(self.run.path, step)  # frames drawn after the checkpoint we resume from are drawn again
         if step == 0:
             self.snapshot(0)
@@ -477,6 +493,8 @@ class _Callbacks:
         record = {**record, "time": round(self.elapsed(), 3)}
         self.last_record = record
         self.run.log.append(record)
+        if self.tensorboard:
+            self.tensorboard.log(record)
         for text in record.get("warnings", []):
             self._say(f"warning at step {record['step']}: {text}")
         if self.bar:
@@ -505,6 +523,8 @@ class _Callbacks:
         with torch.no_grad():
             encoded = trainer.p.G_ema(z) if cond is None else trainer.p.G_ema(z, cond)
         write_frame(run.domain, run.domain.decode(encoded, run.data_state), self.dataset, frame_path(run.path, step))
+        if self.tensorboard:
+            self.tensorboard.picture("progress", frame_path(run.path, step), step)
 
     def _say(self, text: str) -> None:
         if self.bar:
@@ -516,6 +536,8 @@ class _Callbacks:
         trainer = self.trainer
         metrics = self.run.evaluate(EVAL_N, seed=0, dataset=self.dataset, G=trainer.p.G_ema, quick=quick)
         self.run.log.append({"step": step, "eval": metrics})
+        if self.tensorboard:
+            self.tensorboard.evaluation(step, metrics)
         return metrics
 
     def on_checkpoint(self, step: int) -> None:
@@ -523,6 +545,8 @@ class _Callbacks:
         if not all(bool(torch.isfinite(p).all()) for m in trainer.modules().values() for p in m.parameters()):
             raise TrainingDiverged(f"a weight became NaN/inf before the checkpoint at step {step}")
         extra = {"monitor": trainer.monitor.state(), "elapsed": self.elapsed() if hasattr(self, "t0") else 0.0}
+        if self.tensorboard:
+            self.tensorboard.flush()  # what a resume keeps (up to this step) is on disk before the checkpoint is
         ckpt.save_checkpoint(self.run.path, step, trainer.modules(), trainer.optimizers(), trainer.generators(), extra)
 
     def finish(self) -> dict[str, Any]:
@@ -535,6 +559,8 @@ class _Callbacks:
         samples_file = getattr(run.domain, "samples_file", "samples.npy")  # tables write samples.csv
         run.domain.save_samples(samples, run.path / samples_file)
         run.domain.plot(samples, self.dataset, run.path / "samples.png")
+        if self.tensorboard:
+            self.tensorboard.picture("samples", run.path / "samples.png", step)
         if trainer.t.snapshot_every:
             from ganforge.pictures import write_progress_gif
 
@@ -558,3 +584,8 @@ class _Callbacks:
         }
         write_json(run.path / "summary.json", summary)
         return summary
+
+    def close(self) -> None:
+        if self.tensorboard:
+            self.tensorboard.close()
+            self.tensorboard = None
