@@ -5,6 +5,7 @@
     >>> run = ganforge.load("runs/ring8")                             # doctest: +SKIP
     >>> points = run.sample(1000, seed=0)                             # doctest: +SKIP
     >>> run.evaluate()["modes"]                                       # doctest: +SKIP
+    >>> ganforge.runs("runs")                                         # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.losses import LOSSES, gradient_penalty, r1_penalty
 from ganforge.report import report
 from ganforge.run import Run
+from ganforge.runs import runs
 from ganforge.sample import latents, lerp, slerp
 from ganforge.tabular_gan import TabularGAN
 
@@ -50,4 +52,4 @@ def load(run_dir: str | Path) -> Run:
 
 
 __all__ = ["LOSSES", "Run", "RunConfig", "TabularGAN", "TrainingDiverged", "UsageError", "gradient_penalty", "latents",
-           "lerp", "load", "r1_penalty", "report", "slerp", "train"]
+           "lerp", "load", "r1_penalty", "report", "runs", "slerp", "train"]

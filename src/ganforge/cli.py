@@ -242,6 +242,53 @@ def report(run_dir, compare, out, draw) -> None:
     _err(f"wrote {path}")
 
 
+@cli.command(name="runs")
+@click.argument("folder", type=click.Path(path_type=Path), default="runs", required=False)
+@click.option("--sort", "sort_key", default=None, metavar="KEY",
+              help="Sort by a column (name, loss, steps, status, time, ...) or a metric (modes, energy_distance, ...) "
+                   "[default: name].")
+@click.option("--asc/--desc", "ascending", default=None,
+              help="Sort direction [default: text ascending; scores descending, lower-is-better ones "
+                   "(distances, KL, FID, losses, time) ascending].")
+@click.option("--columns", default=None, metavar="A,B,C", help="The metric columns of the table and CSV "
+              "[default: the most common scores that fit the terminal].")
+@click.option("--json", "as_json", is_flag=True, help="Print every row with all its metrics as one JSON array.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: the fixed columns, then the metric columns.")
+def runs_command(folder, sort_key, ascending, columns, as_json, as_csv) -> None:
+    """List the runs under FOLDER (default runs/), one row each: data, loss, steps, status, time, final metrics.
+
+    \b
+    ganforge runs                                   # runs/
+    ganforge runs sweeps --sort reverse_kl          # lower is better: ascending
+    ganforge runs --columns modes,hq_fraction --csv > runs.csv
+    """
+    import shutil
+
+    from ganforge.runs import default_columns, list_runs, metric_keys, parse_columns, sort_rows, table, to_csv
+
+    if as_json and as_csv:
+        raise UsageError("give --json or --csv, not both")
+    rows = list_runs(folder)
+    if sort_key is not None:
+        rows = sort_rows(rows, sort_key, ascending)
+    elif ascending is not None:
+        rows = sort_rows(rows, "name", ascending)
+    if columns is not None and rows:
+        chosen = parse_columns(columns, rows)
+    elif as_csv:
+        chosen = metric_keys(rows)
+    else:
+        chosen = default_columns(rows, shutil.get_terminal_size((120, 24)).columns)
+    if as_json:
+        click.echo(json.dumps(_jsonable(rows), indent=1))
+    elif as_csv:
+        click.echo(to_csv(rows, chosen), nl=False)
+    elif not rows:
+        click.echo(f"no runs under {folder} (a run is a folder with config.json, as 'ganforge train' writes)")
+    else:
+        click.echo(table(rows, chosen))
+
+
 def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
