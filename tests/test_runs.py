@@ -215,6 +215,8 @@ def test_tensorboard_resume_appends_without_repeating_steps(tb_run, tmp_path):
     ganforge.train(None, resume=run)
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2
     assert scalars(events(run)) == expected_scalars(run) == expected_scalars(tb_run)
+    resumed, straight = (load_file(str(r / "checkpoints" / "step-00000040" / "weights.safetensors")) for r in (run, tb_run))
+    assert all(bool((resumed[k] == straight[k]).all()) for k in straight)  # still bit for bit
 
 
 @pytest.mark.parametrize("resume", [False, True])
