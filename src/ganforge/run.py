@@ -8,6 +8,7 @@ A run directory holds::
     checkpoints/       step-XXXXXXXX/{weights.safetensors,state.json}, newest two kept
     samples.npy/.png   samples from the final generator and their plot
     summary.json       the final one-screen summary
+    tensorboard/       TensorBoard event files, with train.tensorboard=true (see ganforge.tracking)
 """
 
 from __future__ import annotations
