@@ -467,6 +467,7 @@ def _train_locked(run: Run | None, cfg: RunConfig, dataset: Dataset, resuming: b
              + (f" on {shard.world} processes" if shard.world > 1 else ""))
     else:
         callbacks.on_checkpoint(0)
+    distributed.seed_other_ranks(shard, cfg.seed, trainer.step)
     callbacks.start(elapsed_before, trainer.step)
     bar = _progress_bar(cfg.train.steps, trainer.step, progress)
     callbacks.bar = bar

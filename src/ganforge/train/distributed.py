@@ -103,6 +103,19 @@ def init_from_env() -> Shard:
     return Shard(dist.get_rank(), dist.get_world_size())
 
 
+def seed_other_ranks(shard: Shard, seed: int, step: int) -> None:
+    """Give ranks other than 0 their own torch global generator (dropout masks), derived from the
+    seed, the rank and the step training starts from.
+
+    The training generator is the same on every rank by design; the global one, left alike, would
+    give every rank the same dropout masks for its different rows. Rank 0 keeps its (checkpointed)
+    stream. Nets that draw from it therefore match one process only in distribution, not number
+    for number, and a resumed multi-process run repeats itself only up to those masks.
+    """
+    if shard.rank > 0:
+        torch.manual_seed(((seed * 1_000_003 + shard.rank) * 1_000_003 + step) % 2**63)
+
+
 def shutdown(shard: Shard) -> None:
     if shard.world > 1 and dist.is_initialized():
         dist.destroy_process_group()
