@@ -428,13 +428,14 @@ def _train(shard: Shard, cfg: RunConfig | None, out: Path | None, resume: Path |
         shard.local_batch(cfg.train.batch, cfg.train.pack)
         dataset = run.load_data()
     else:
-        shard.local_batch(cfg.train.batch, cfg.train.pack)  # before anything is loaded or written
         dataset = resolve(cfg)  # on every rank: deterministic, so each holds the same data and config
+        shard.local_batch(cfg.train.batch, cfg.train.pack)  # the resolved batch, before anything is written
         path = Path(_on_main(shard, lambda: str(create_run_dir(cfg, dataset, out))))
         run = Run(path) if shard.is_main else None
     if not shard.is_main:
-        return _train_locked(run, cfg, dataset, resume is not None, False, lambda *_: None, shard)
-    with run_lock(run.path):
+        progress, echo = False, lambda *_: None
+    with contextlib.ExitStack() as stack:
+        _on_main(shard, lambda: stack.enter_context(run_lock(run.path)))  # rank 0 alone holds the lock
         return _train_locked(run, cfg, dataset, resume is not None, progress, echo, shard)
 
 

@@ -186,7 +186,7 @@ class Trainer:
         return self.shard.take(torch.randn(self.t.batch, self.p.z_dim, generator=self.gen, device=self.device))
 
     def generate(self, z: Tensor, c: Tensor | None, G: nn.Module | None = None) -> Tensor:
-        G = G or self.p.G
+        G = self.p.G if G is None else G  # `or` would ask an nn.Sequential for its length
         return G(z) if c is None else G(z, c)
 
     def discriminate(self, x: Tensor, c: Tensor | None, noise_std: float, D: nn.Module,
