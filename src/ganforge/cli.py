@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
         if not resume.is_dir():
             raise UsageError(f"run directory not found: {resume}; give the folder 'ganforge train' wrote")
         summary = runlib.train(None, resume=resume, steps=steps, progress=not quiet, echo=_err)
-        _print_summary(summary, as_json)
+        if summary is not None:  # None on the ranks other than 0 of a torchrun launch
+            _print_summary(summary, as_json)
         return
     if not data:
         raise UsageError("give DATA (a built-in name or a file) or --resume RUN_DIR; 'ganforge datasets' lists the names")
@@ -73,7 +75,8 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
         click.echo(json.dumps(cfg.to_dict(), indent=2))
         return
     summary = runlib.train(cfg, out=out, progress=not quiet, echo=_err)
-    _print_summary(summary, as_json)
+    if summary is not None:
+        _print_summary(summary, as_json)
 
 
 @cli.command()
@@ -374,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         _err(f"ganforge: error: {exc.format_message()}{hint}")
         return EXIT_USAGE
     except UsageError as exc:
-        _err(f"ganforge: error: {exc}")
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank raises the same error: say it once
+            _err(f"ganforge: error: {exc}")
         return EXIT_USAGE
     except TrainingDiverged as exc:
         _err(f"ganforge: training diverged: {exc}")

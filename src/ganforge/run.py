@@ -33,6 +33,8 @@ from ganforge.losses import get_loss
 from ganforge.sample import latents, lerp, slerp
 from ganforge.tracking import TensorBoardLog, require_tensorboard
 from ganforge.train import checkpoint as ckpt
+from ganforge.train import distributed
+from ganforge.train.distributed import Shard
 from ganforge.train.loop import Trainer, build_discriminator, build_generator, build_players, set_progress
 
 EVAL_N = 2500
@@ -372,19 +374,56 @@ def resolve(cfg: RunConfig) -> Dataset:
 def new_run(cfg: RunConfig, out: Path | None) -> tuple[Path, Dataset]:
     """Create a fresh run directory with its resolved config; never touches an existing run."""
     dataset = resolve(cfg)
+    return create_run_dir(cfg, dataset, out), dataset
+
+
+def create_run_dir(cfg: RunConfig, dataset: Dataset, out: Path | None) -> Path:
+    """The directory of a new run (``out``, or the next ``runs/NNNNN-DATA``) with the resolved
+    config and the data facts written; a non-empty ``out`` is a UsageError."""
     path = out or next_run_dir(Path("runs"), cfg.data.source)
     if path.exists() and any(path.iterdir()):
         raise UsageError(f"{path} already exists and is not empty; pick another --out, or continue it with --resume {path}")
     path.mkdir(parents=True, exist_ok=True)
     write_json(path / "config.json", cfg.to_dict())
     write_json(path / "data.json", {**dataset.state, "domain": dataset.domain, "sample_shape": list(dataset.sample_shape)})
-    return path, dataset
+    return path
 
 
 def train(cfg: RunConfig, out: Path | None = None, resume: Path | None = None, steps: int | None = None,
-          progress: bool = True, echo=print) -> dict[str, Any]:
-    """Train a new run (``cfg``, written to ``out``) or continue ``resume``; returns the summary."""
+          progress: bool = True, echo=print) -> dict[str, Any] | None:
+    """Train a new run (``cfg``, written to ``out``) or continue ``resume``; returns the summary.
+
+    Started by torchrun (WORLD_SIZE > 1 in the environment), every process calls this and they
+    train together (see ganforge.train.distributed); rank 0 writes the run directory and returns
+    the summary, the other ranks return None.
+    """
+    shard = distributed.init_from_env()
+    try:
+        summary = _train(shard, cfg, out, resume, steps, progress, echo)
+        shard.barrier()  # the other ranks leave once rank 0 has written the summary
+        return summary
+    finally:
+        distributed.shutdown(shard)
+
+
+def _on_main(shard: Shard, fn):
+    """``fn()`` run by rank 0 alone, its result on every rank; its UsageError is raised on every rank."""
+    result = error = None
+    if shard.is_main:
+        try:
+            result = fn()
+        except UsageError as exc:
+            error = str(exc)
+    result, error = shard.broadcast((result, error))
+    if error is not None:
+        raise UsageError(error)
+    return result
+
+
+def _train(shard: Shard, cfg: RunConfig | None, out: Path | None, resume: Path | None, steps: int | None,
+           progress: bool, echo) -> dict[str, Any] | None:
     if resume is not None:
+        # every rank reads the run: on several machines it must be on a shared filesystem
         run = Run(resume)
         cfg = run.config
         if steps is not None:
@@ -392,43 +431,58 @@ def train(cfg: RunConfig, out: Path | None = None, resume: Path | None = None, s
         validate(cfg)
         if cfg.train.tensorboard:
             require_tensorboard()
-        path, dataset = run.path, run.load_data()
+        shard.local_batch(cfg.train.batch, cfg.train.pack)
+        dataset = run.load_data()
     else:
-        path, dataset = new_run(cfg, out)
-        run = Run(path)
-    with run_lock(path):
-        return _train_locked(run, cfg, dataset, resume is not None, progress, echo)
+        dataset = resolve(cfg)  # on every rank: deterministic, so each holds the same data and config
+        shard.local_batch(cfg.train.batch, cfg.train.pack)  # the resolved batch, before anything is written
+        path = Path(_on_main(shard, lambda: str(create_run_dir(cfg, dataset, out))))
+        run = Run(path) if shard.is_main else None
+    if not shard.is_main:
+        progress, echo = False, lambda *_: None
+    with contextlib.ExitStack() as stack:
+        _on_main(shard, lambda: stack.enter_context(run_lock(run.path)))  # rank 0 alone holds the lock
+        return _train_locked(run, cfg, dataset, resume is not None, progress, echo, shard)
 
 
-def _train_locked(run: Run, cfg: RunConfig, dataset: Dataset, resuming: bool, progress: bool, echo) -> dict[str, Any]:
-    device = resolve_device(cfg.device)
-    players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device, run.net_args)
-    callbacks = _Callbacks(run, dataset, echo)
-    trainer = Trainer(cfg, players, dataset.train, device, callbacks, cond=dataset.cond, sampler=dataset.sampler)
+def _train_locked(run: Run | None, cfg: RunConfig, dataset: Dataset, resuming: bool, progress: bool, echo,
+                  shard: Shard = Shard()) -> dict[str, Any] | None:
+    """Train with the run directory locked; on ranks other than 0, ``run`` may be None (nothing is written)."""
+    device = distributed.device_for(shard, resolve_device(cfg.device))
+    # data.json's net_args; ranks other than 0 may have no run directory to read, only the same data
+    net_args = run.net_args if run is not None else dataset.state.get("net_args", {})
+    players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device, net_args)
+    callbacks = _Callbacks(run, dataset, echo, shard) if shard.is_main else _RankCallbacks(shard)
+    trainer = Trainer(cfg, players, dataset.train, device, callbacks, cond=dataset.cond, sampler=dataset.sampler,
+                      shard=shard)
     callbacks.trainer = trainer
     elapsed_before = 0.0
     if resuming:
-        ckpt.remove_partial_saves(run.path)
-        latest = run.latest_checkpoint()
-        tensors, state = ckpt.read_checkpoint(latest)
+        if shard.is_main:
+            ckpt.remove_partial_saves(run.path)
+        tensors, state = ckpt.read_checkpoint(run.latest_checkpoint())
         ckpt.restore(tensors, state, trainer.modules(), trainer.optimizers(), trainer.generators())
         trainer.step = state["step"]
         trainer.monitor.load_state(state["extra"].get("monitor", {}))
         elapsed_before = state["extra"].get("elapsed", 0.0)
         if trainer.step > cfg.train.steps:
             raise UsageError(f"{run.path} is already at step {trainer.step}; give --steps >= {trainer.step}")
-        write_json(run.path / "config.json", cfg.to_dict())
-        run.log.truncate_after(trainer.step)
-        echo(f"resuming {run.path} from step {trainer.step} of {cfg.train.steps}")
+        if shard.is_main:
+            write_json(run.path / "config.json", cfg.to_dict())
+            run.log.truncate_after(trainer.step)
+        echo(f"resuming {run.path} from step {trainer.step} of {cfg.train.steps}"
+             + (f" on {shard.world} processes" if shard.world > 1 else ""))
     else:
         callbacks.on_checkpoint(0)
+    distributed.seed_other_ranks(shard, cfg.seed, trainer.step)
     try:
-        return _play(run, trainer, callbacks, elapsed_before, progress)
+        return _play(run, trainer, callbacks, elapsed_before, progress, shard)
     finally:
         callbacks.close()  # TensorBoard events reach the disk however the run ends
 
 
-def _play(run: Run, trainer: Trainer, callbacks: "_Callbacks", elapsed_before: float, progress: bool) -> dict[str, Any]:
+def _play(run: Run | None, trainer: Trainer, callbacks: "_Callbacks | _RankCallbacks", elapsed_before: float,
+          progress: bool, shard: Shard) -> dict[str, Any] | None:
     """Train to the last step with a progress bar, then finish (or record the divergence)."""
     callbacks.start(elapsed_before, trainer.step)
     bar = _progress_bar(trainer.t.steps, trainer.step, progress)
@@ -438,6 +492,8 @@ def _play(run: Run, trainer: Trainer, callbacks: "_Callbacks", elapsed_before: f
     except TrainingDiverged as exc:
         if bar:
             bar.close()
+        if not shard.is_main:
+            raise
         good = run.latest_checkpoint()
         summary = {"status": "diverged", "message": str(exc), "last_good_checkpoint": str(good), "run_dir": str(run.path)}
         write_json(run.path / "summary.json", summary)
@@ -468,8 +524,8 @@ def _progress_bar(total: int, initial: int, enabled: bool) -> _Bar | None:
 class _Callbacks:
     """What the loop asks of the run directory: logging, evaluation, checkpoints, the summary."""
 
-    def __init__(self, run: Run, dataset: Dataset, echo) -> None:
-        self.run, self.dataset, self.echo = run, dataset, echo
+    def __init__(self, run: Run, dataset: Dataset, echo, shard: Shard = Shard()) -> None:
+        self.run, self.dataset, self.echo, self.shard = run, dataset, echo, shard
         self.trainer: Trainer | None = None
         self.bar: _Bar | None = None
         self.last_record: dict = {}
@@ -543,12 +599,12 @@ class _Callbacks:
 
     def on_checkpoint(self, step: int) -> None:
         trainer = self.trainer
-        if not all(bool(torch.isfinite(p).all()) for m in trainer.modules().values() for p in m.parameters()):
-            raise TrainingDiverged(f"a weight became NaN/inf before the checkpoint at step {step}")
+        _check_finite(trainer, step)
         extra = {"monitor": trainer.monitor.state(), "elapsed": self.elapsed() if hasattr(self, "t0") else 0.0}
         if self.tensorboard:
             self.tensorboard.flush()  # what a resume keeps (up to this step) is on disk before the checkpoint is
         ckpt.save_checkpoint(self.run.path, step, trainer.modules(), trainer.optimizers(), trainer.generators(), extra)
+        self.shard.barrier()  # the other ranks wait until the checkpoint is complete on disk
 
     def finish(self) -> dict[str, Any]:
         trainer, run = self.trainer, self.run
@@ -590,3 +646,35 @@ class _Callbacks:
         if self.tensorboard:
             self.tensorboard.close()
             self.tensorboard = None
+
+def _check_finite(trainer: Trainer, step: int) -> None:
+    if not all(bool(torch.isfinite(p).all()) for m in trainer.modules().values() for p in m.parameters()):
+        raise TrainingDiverged(f"a weight became NaN/inf before the checkpoint at step {step}")
+
+
+class _RankCallbacks:
+    """The callbacks of ranks other than 0: they write nothing, and wait for rank 0's checkpoints."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+        self.trainer: Trainer | None = None
+        self.bar = None
+
+    def start(self, elapsed_before: float, step: int) -> None:
+        pass
+
+    def on_log(self, record: dict) -> None:
+        pass
+
+    def on_eval(self, step: int) -> None:
+        pass
+
+    def on_checkpoint(self, step: int) -> None:
+        _check_finite(self.trainer, step)  # the weights are rank 0's, so every rank stops alike
+        self.shard.barrier()
+
+    def finish(self) -> None:
+        self.on_checkpoint(self.trainer.step)
+
+    def close(self) -> None:
+        pass

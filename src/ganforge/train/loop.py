@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Protocol
 
 import torch
@@ -25,6 +26,7 @@ from ganforge.losses import get_loss, gradient_penalty, r1_penalty
 from ganforge.nets import get_net
 from ganforge.train import tricks
 from ganforge.nets.layers import MinibatchStdDev
+from ganforge.train.distributed import Shard, data_parallel, sync_batch_norm
 from ganforge.train.monitor import Monitor, diversity_ratio, grad_norm
 
 BATCH_DEPENDENT = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev)
@@ -140,12 +142,21 @@ class Trainer:
     ``sampler`` (with ``cond``) replaces the uniform choice of minibatch rows: it returns the rows
     and the conditions both players train on (fakes are made for the same conditions); all its
     randomness must come from the generator it is given, so a resumed run repeats itself.
+
+    ``shard`` (see ganforge.train.distributed): on several ranks, every random draw is made for the
+    global batch and cut to this rank's rows, so the generator's stream is a single process's; G and
+    D train through DistributedDataParallel wrappers (``G_train``, ``D_train``) that average gradients.
     """
 
     def __init__(self, cfg: RunConfig, players: Players, data: Tensor, device: torch.device, callbacks: Callbacks,
-                 cond: Tensor | None = None, sampler: Sampler | None = None) -> None:
+                 cond: Tensor | None = None, sampler: Sampler | None = None, shard: Shard = Shard()) -> None:
         self.cfg, self.t = cfg, cfg.train
         self.p = players
+        self.shard = shard
+        shard.local_batch(self.t.batch, self.t.pack)  # a global batch the ranks cannot share is a usage error
+        # the wrappers share the plain modules' parameters; the plain ones are saved, evaluated, frozen
+        self.G_train = data_parallel(sync_batch_norm(players.G, shard, device), shard, device)
+        self.D_train = data_parallel(sync_batch_norm(players.D, shard, device), shard, device)
         self.data = data.to(device)
         self.cond = cond.to(device) if cond is not None else None
         if self.cond is not None and len(self.cond) != len(self.data):
@@ -170,22 +181,32 @@ class Trainer:
         self.fixed_cond = self.cond[fixed_index] if self.cond is not None else None
 
     # --- the two phases -------------------------------------------------------------------
-    def latents(self, n: int) -> Tensor:
-        return torch.randn(n, self.p.z_dim, generator=self.gen, device=self.device)
+    def latents(self) -> Tensor:
+        """This rank's latents of the global batch's draw."""
+        return self.shard.take(torch.randn(self.t.batch, self.p.z_dim, generator=self.gen, device=self.device))
 
-    def generate(self, z: Tensor, c: Tensor | None) -> Tensor:
-        return self.p.G(z) if c is None else self.p.G(z, c)
+    def generate(self, z: Tensor, c: Tensor | None, G: nn.Module | None = None) -> Tensor:
+        G = self.p.G if G is None else G  # `or` would ask an nn.Sequential for its length
+        return G(z) if c is None else G(z, c)
 
-    def discriminate(self, x: Tensor, c: Tensor | None, noise_std: float) -> tuple[Tensor, Tensor | None]:
-        """D's logits on ``x`` (with instance noise and packing), and its class logits if it has them."""
-        x = tricks.pack(tricks.add_instance_noise(x, noise_std, self.gen), self.t.pack)
-        return split_d_output(self.p.D(x) if c is None else self.p.D(x, c))
+    def discriminate(self, x: Tensor, c: Tensor | None, noise_std: float, D: nn.Module,
+                     segments: int = 1) -> tuple[Tensor, Tensor | None]:
+        """D's logits on ``x`` (with instance noise and packing), and its class logits if it has them.
+
+        ``x`` holds this rank's rows of ``segments`` global batches (``[real; fake]`` is two).
+        """
+        take = partial(self.shard.take, segments=segments)
+        x = tricks.pack(tricks.add_instance_noise(x, noise_std, self.gen, self.shard.world, take), self.t.pack)
+        return split_d_output(D(x) if c is None else D(x, c))
 
     def minibatch(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """This rank's rows of the global minibatch: (row indices, samples, conditions)."""
+        take = self.shard.take
         if self.sampler is not None:
             index, c = self.sampler(self.t.batch, self.gen)
+            index, c = take(index), take(c)
             return index, self.data[index], c
-        index = torch.randint(len(self.data), (self.t.batch,), generator=self.gen, device=self.device)
+        index = take(torch.randint(len(self.data), (self.t.batch,), generator=self.gen, device=self.device))
         return index, self.data[index], self.cond[index] if self.cond is not None else None
 
     def aux_loss(self, class_logits: Tensor | None, c: Tensor | None) -> Tensor | float:
@@ -198,20 +219,23 @@ class Trainer:
         batch_index, real, c = self.minibatch()
         if t.reuse_fakes and index == t.n_critic - 1:
             # keep G's graph for the G step; D trains on a detached copy
-            kept_fake = self.generate(self.latents(t.batch), c)
+            kept_fake = self.generate(self.latents(), c, self.G_train)
             self.kept = (kept_fake, batch_index, c)
             fake = kept_fake.detach()
         else:
             with torch.no_grad():
-                fake = self.generate(self.latents(t.batch), c)
+                fake = self.generate(self.latents(), c)
+        # one forward through the DDP wrapper per backward arms its gradient all-reduce; further calls in
+        # the step (the second batch, the penalties) use the plain D, whose parameters are the same
         if t.separate_batches and self.batch_dependent_D:
-            real_logits, real_aux = self.discriminate(real, c, noise_std)
-            fake_logits, fake_aux = self.discriminate(fake, c, noise_std)
+            real_logits, real_aux = self.discriminate(real, c, noise_std, self.D_train)
+            fake_logits, fake_aux = self.discriminate(fake, c, noise_std, D)
         else:
-            both, both_aux = self.discriminate(torch.cat([real, fake]), None if c is None else torch.cat([c, c]), noise_std)
+            both, both_aux = self.discriminate(torch.cat([real, fake]), None if c is None else torch.cat([c, c]),
+                                               noise_std, self.D_train, segments=2)
             real_logits, fake_logits = both.chunk(2)
             real_aux, fake_aux = both_aux.chunk(2) if both_aux is not None else (None, None)
-        real_target, fake_target = tricks.label_targets(t, real_logits.shape[0], self.gen, self.device)
+        real_target, fake_target = self.label_targets(real_logits.shape[0])
         loss_d = self.loss.d(real_logits, fake_logits, real_target, fake_target)
         aux = self.aux_loss(real_aux, c) + self.aux_loss(fake_aux, c)
         total = loss_d + aux + self.penalties(real, fake, self.step * t.n_critic + index, c)
@@ -225,6 +249,12 @@ class Trainer:
         self.monitor.record_d(real_logits.detach(), fake_logits.detach(), loss_d)
         self.d_steps_since_log += 1
 
+    def label_targets(self, n: int) -> tuple[Tensor | float, Tensor | float]:
+        """This rank's ``n`` real and fake targets of the global batch's draw."""
+        real, fake = tricks.label_targets(self.t, n * self.shard.world, self.gen, self.device)
+        take = self.shard.take
+        return (take(real) if isinstance(real, Tensor) else real), (take(fake) if isinstance(fake, Tensor) else fake)
+
     def penalties(self, real: Tensor, fake: Tensor, d_step_index: int = 0, c: Tensor | None = None) -> Tensor | float:
         t, extra = self.t, 0.0
         if c is None:
@@ -234,7 +264,7 @@ class Trainer:
                 return split_d_output(self.p.D(x, c))[0]
         if self.loss.penalty == "gp":
             real_p, fake_p = tricks.pack(real, t.pack), tricks.pack(fake, t.pack)
-            eps = torch.rand(real_p.shape[0], generator=self.gen, device=self.device)
+            eps = self.shard.take(torch.rand(real_p.shape[0] * self.shard.world, generator=self.gen, device=self.device))
             extra = extra + t.gp_weight * gradient_penalty(D, real_p, fake_p, eps)
         if t.r1_weight > 0 and d_step_index % t.r1_every == 0:
             # lazy R1: every r1_every-th D step (counted over the whole run, so resuming repeats it),
@@ -251,9 +281,10 @@ class Trainer:
                 fake, batch_index, c = self.kept
             else:
                 batch_index, _, c = self.minibatch() if self.cond is not None else (None, None, None)
-                fake = self.generate(self.latents(t.batch), c)
+                fake = self.generate(self.latents(), c, self.G_train)
             self.kept = None
-            fake_logits, fake_aux = self.discriminate(fake, c, noise_std)
+            # the plain D: frozen, it has no gradients for its DDP wrapper to wait for
+            fake_logits, fake_aux = self.discriminate(fake, c, noise_std, D)
             loss_g = self.loss.g(fake_logits)
             loss_g = loss_g + self.aux_loss(fake_aux, c)
             if t.l1_weight > 0 and batch_index is not None:
@@ -317,6 +348,7 @@ class Trainer:
         with torch.no_grad():
             diversity = diversity_ratio(self.generate(self.fixed_z, self.fixed_cond), self.fixed_real)
         self.p.G.train()
+        self.monitor.merge_ranks(self.shard)  # every rank logs the statistics of the global batch
         record = self.monitor.flush(self.step, self.d_steps_since_log, grad_norm(self.p.D), grad_norm(self.p.G), diversity)
         self.d_steps_since_log = 0
         finite = Monitor.finite(record) and all(bool(torch.isfinite(p).all()) for p in self.p.G.parameters())

@@ -69,6 +69,17 @@ class Monitor:
     def record_g(self, loss_g: Tensor) -> None:
         self._acc_g += torch.stack([loss_g.detach().double(), torch.ones((), device=self.device, dtype=torch.float64)])
 
+    def merge_ranks(self, shard) -> None:
+        """On several ranks (a ``ganforge.train.distributed.Shard``): sum every rank's statistics, so
+        the record is that of the global batch; the losses, each rank's mean over its equal share,
+        are averaged. Every rank then holds the same sums, and raises the same alarms."""
+        if shard.world == 1:
+            return
+        shard.all_reduce_sum(self._acc_d)
+        shard.all_reduce_sum(self._acc_g)
+        self._acc_d[0] /= shard.world  # loss_d: a sum of per-step means, divided by the D steps at flush
+        # loss_g is divided by the summed count of G steps (world times the steps), so it is averaged already
+
     def flush(self, step: int, d_steps: int, grad_norm_d: float, grad_norm_g: float, diversity: float) -> dict:
         """Summarise the interval since the last flush; returns the log record (with ``warnings``)."""
         acc = dict(zip(_KEYS, self._acc_d.tolist()))

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -41,10 +43,14 @@ def instance_noise_std(cfg: TrainConfig, step: int) -> float:
     return cfg.instance_noise * max(0.0, 1.0 - step / max(horizon, 1))
 
 
-def add_instance_noise(x: Tensor, std: float, gen: torch.Generator) -> Tensor:
+def add_instance_noise(x: Tensor, std: float, gen: torch.Generator, world: int = 1,
+                       take: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """``x`` plus Gaussian noise of std ``std``. On ``world`` ranks ``x`` holds one rank's rows: the
+    noise is drawn for all ranks' rows, as a single process would, and ``take`` cuts out this rank's."""
     if std <= 0:
         return x
-    return x + std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+    noise = torch.randn((x.shape[0] * world, *x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
+    return x + std * (take(noise) if take is not None else noise)
 
 
 def pack(x: Tensor, m: int) -> Tensor:
