@@ -160,6 +160,14 @@ class TrainConfig:
     steps (at the first logged step at or after each multiple), and at step 0 and the last step;
     the end of training assembles them into ``RUN/progress.gif``. 0 = off (the default for points,
     whose minute-long runs a scatter plot per frame would slow; images draw one every 500 steps)."""
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    """Mixed precision: the networks' forward passes under autocast, losses in float32. ``auto`` is
+    bf16 on CUDA devices that support it, fp16 with a gradient scaler on other CUDA devices, and
+    off on the CPU (results unchanged); ``bf16`` also runs on the CPU; ``fp16`` needs CUDA."""
+    compile: Literal["auto", "off", "on"] = "auto"
+    """``torch.compile`` G and D: ``auto`` is on with CUDA and triton (not for progressive nets, whose
+    schedule would recompile them), off on the CPU; ``on`` compiles anywhere (the CPU needs a C++
+    compiler). Checkpoints are the same either way."""
     tensorboard: bool = False
     """Also write TensorBoard event files to ``RUN/tensorboard/``: every monitor record and
     evaluation score as scalars, the progress frames and the final ``samples.png`` as images.

@@ -141,26 +141,37 @@ class LeastSquares:
         return 0.5 * ((fake_logits - 1.0) ** 2).mean()
 
 
-def _input_grad_sq_norm(D: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Per-sample squared L2 norm of dD(x)/dx, kept in the graph so it can be back-propagated."""
+def _input_grad_sq_norm(D: Callable[[Tensor], Tensor], x: Tensor, grad_scale: float | None = None) -> Tensor:
+    """Per-sample squared L2 norm of dD(x)/dx, kept in the graph so it can be back-propagated.
+
+    ``grad_scale`` (mixed precision with a GradScaler): the gradient is taken of the scaled logits,
+    so a float16 backward does not underflow, and unscaled in float32 before the norm (the "gradient
+    penalty" recipe of the PyTorch AMP examples).
+    """
     x = x.detach().requires_grad_(True)
-    logits = D(x)
-    (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    logits = D(x).sum()
+    if grad_scale is None:
+        (grad,) = torch.autograd.grad(logits, x, create_graph=True)
+    else:
+        (scaled,) = torch.autograd.grad(logits * grad_scale, x, create_graph=True)
+        grad = scaled.float() / grad_scale
     return grad.flatten(1).pow(2).sum(1)
 
 
-def gradient_penalty(D: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, eps: Tensor) -> Tensor:
+def gradient_penalty(D: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, eps: Tensor,
+                     grad_scale: float | None = None) -> Tensor:
     """WGAN-GP penalty E[(||grad D(x_hat)|| - 1)^2] at x_hat = eps * real + (1 - eps) * fake.
 
     Args:
-        real, fake: ``[N, ...]`` inputs to D (already packed); ``eps``: ``[N]`` in [0, 1].
+        real, fake: ``[N, ...]`` inputs to D (already packed); ``eps``: ``[N]`` in [0, 1];
+        grad_scale: the GradScaler's scale under fp16 mixed precision (see ``_input_grad_sq_norm``).
     """
     shape = (-1,) + (1,) * (real.dim() - 1)
     x_hat = eps.view(shape) * real.detach() + (1 - eps.view(shape)) * fake.detach()
-    norm = _input_grad_sq_norm(D, x_hat).add(1e-12).sqrt()
+    norm = _input_grad_sq_norm(D, x_hat, grad_scale).add(1e-12).sqrt()
     return (norm - 1.0).pow(2).mean()
 
 
-def r1_penalty(D: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
+def r1_penalty(D: Callable[[Tensor], Tensor], real: Tensor, grad_scale: float | None = None) -> Tensor:
     """R1 = 0.5 * E[||grad D(x)||^2] on real data (multiply by gamma outside)."""
-    return 0.5 * _input_grad_sq_norm(D, real).mean()
+    return 0.5 * _input_grad_sq_norm(D, real, grad_scale).mean()

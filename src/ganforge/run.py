@@ -36,6 +36,7 @@ from ganforge.train import checkpoint as ckpt
 from ganforge.train import distributed
 from ganforge.train.distributed import Shard
 from ganforge.train.loop import Trainer, build_discriminator, build_generator, build_players, set_progress
+from ganforge.train.precision import resolve_amp
 
 EVAL_N = 2500
 
@@ -361,6 +362,7 @@ def resolve(cfg: RunConfig) -> Dataset:
                              "breaks; set model.d_norm=layer or none")
         cfg.model.d_norm = "layer"  # the WGAN-GP paper's choice for a penalised critic
     validate(cfg)
+    resolve_amp(cfg.train.amp, resolve_device(cfg.device))  # fp16 without CUDA stops before anything is written
     cfg.model.net = cfg.model.net or domain.default_net
     cfg.model.z_dim = cfg.model.z_dim or int(dataset.meta.get("z_dim", domain.default_z_dim))
     # build both nets once on the CPU, so a net that cannot take this data fails before anything is written
@@ -464,6 +466,7 @@ def _train_locked(run: Run | None, cfg: RunConfig, dataset: Dataset, resuming: b
         ckpt.restore(tensors, state, trainer.modules(), trainer.optimizers(), trainer.generators())
         trainer.step = state["step"]
         trainer.monitor.load_state(state["extra"].get("monitor", {}))
+        trainer.precision.load_state(state["extra"].get("grad_scaler"))
         elapsed_before = state["extra"].get("elapsed", 0.0)
         if trainer.step > cfg.train.steps:
             raise UsageError(f"{run.path} is already at step {trainer.step}; give --steps >= {trainer.step}")
@@ -601,6 +604,8 @@ class _Callbacks:
         trainer = self.trainer
         _check_finite(trainer, step)
         extra = {"monitor": trainer.monitor.state(), "elapsed": self.elapsed() if hasattr(self, "t0") else 0.0}
+        if trainer.precision.scaler is not None:
+            extra["grad_scaler"] = trainer.precision.state()  # the fp16 loss scale it has found
         if self.tensorboard:
             self.tensorboard.flush()  # what a resume keeps (up to this step) is on disk before the checkpoint is
         ckpt.save_checkpoint(self.run.path, step, trainer.modules(), trainer.optimizers(), trainer.generators(), extra)
@@ -632,6 +637,7 @@ class _Callbacks:
             "domain": run.domain.name,
             "steps": step,
             "loss": cfg.train.loss,
+            "precision": trainer.precision.summary(),  # what train.amp and train.compile resolved to
             "seconds": round(self.elapsed(), 2),
             "samples_per_s": round(done_steps * cfg.train.batch * cfg.train.n_critic / wall, 1) if wall > 0 and done_steps else None,
             "last_log": {k: v for k, v in self.last_record.items() if k != "warnings"},

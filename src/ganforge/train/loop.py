@@ -28,6 +28,7 @@ from ganforge.train import tricks
 from ganforge.nets.layers import MinibatchStdDev
 from ganforge.train.distributed import Shard, data_parallel, sync_batch_norm
 from ganforge.train.monitor import Monitor, diversity_ratio, grad_norm
+from ganforge.train.precision import Precision
 
 BATCH_DEPENDENT = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev)
 DIVERSITY_N = 256
@@ -146,6 +147,10 @@ class Trainer:
     ``shard`` (see ganforge.train.distributed): on several ranks, every random draw is made for the
     global batch and cut to this rank's rows, so the generator's stream is a single process's; G and
     D train through DistributedDataParallel wrappers (``G_train``, ``D_train``) that average gradients.
+
+    ``precision`` (see ganforge.train.precision, ``train.amp`` and ``train.compile``): the nets'
+    forward passes run under its autocast and their outputs are cast to float32 for the losses;
+    ``G_fwd``/``D_fwd`` are the (possibly compiled) nets for forwards outside the DDP wrappers.
     """
 
     def __init__(self, cfg: RunConfig, players: Players, data: Tensor, device: torch.device, callbacks: Callbacks,
@@ -154,9 +159,14 @@ class Trainer:
         self.p = players
         self.shard = shard
         shard.local_batch(self.t.batch, self.t.pack)  # a global batch the ranks cannot share is a usage error
+        self.precision = Precision(self.t, device, (players.G, players.D))
+        compiled = self.precision.compile
         # the wrappers share the plain modules' parameters; the plain ones are saved, evaluated, frozen
-        self.G_train = data_parallel(sync_batch_norm(players.G, shard, device), shard, device)
-        self.D_train = data_parallel(sync_batch_norm(players.D, shard, device), shard, device)
+        self.G_train = compiled(data_parallel(sync_batch_norm(players.G, shard, device), shard, device))
+        self.D_train = compiled(data_parallel(sync_batch_norm(players.D, shard, device), shard, device))
+        # on one process the training wrappers are the nets themselves (compiled or not)
+        self.G_fwd = self.G_train if shard.world == 1 else compiled(players.G)
+        self.D_fwd = self.D_train if shard.world == 1 else compiled(players.D)
         self.data = data.to(device)
         self.cond = cond.to(device) if cond is not None else None
         if self.cond is not None and len(self.cond) != len(self.data):
@@ -186,8 +196,10 @@ class Trainer:
         return self.shard.take(torch.randn(self.t.batch, self.p.z_dim, generator=self.gen, device=self.device))
 
     def generate(self, z: Tensor, c: Tensor | None, G: nn.Module | None = None) -> Tensor:
-        G = self.p.G if G is None else G  # `or` would ask an nn.Sequential for its length
-        return G(z) if c is None else G(z, c)
+        G = self.G_fwd if G is None else G  # `or` would ask an nn.Sequential for its length
+        with self.precision.autocast():
+            fake = G(z) if c is None else G(z, c)
+        return fake.float()  # a no-op without mixed precision
 
     def discriminate(self, x: Tensor, c: Tensor | None, noise_std: float, D: nn.Module,
                      segments: int = 1) -> tuple[Tensor, Tensor | None]:
@@ -197,7 +209,9 @@ class Trainer:
         """
         take = partial(self.shard.take, segments=segments)
         x = tricks.pack(tricks.add_instance_noise(x, noise_std, self.gen, self.shard.world, take), self.t.pack)
-        return split_d_output(D(x) if c is None else D(x, c))
+        with self.precision.autocast():
+            logits, class_logits = split_d_output(D(x) if c is None else D(x, c))
+        return logits.float(), class_logits.float() if class_logits is not None else None
 
     def minibatch(self) -> tuple[Tensor, Tensor, Tensor | None]:
         """This rank's rows of the global minibatch: (row indices, samples, conditions)."""
@@ -215,7 +229,7 @@ class Trainer:
         return self.t.aux_weight * F.cross_entropy(class_logits, c)
 
     def d_step(self, noise_std: float, index: int = 0) -> None:
-        t, D = self.t, self.p.D
+        t, D = self.t, self.D_fwd
         batch_index, real, c = self.minibatch()
         if t.reuse_fakes and index == t.n_critic - 1:
             # keep G's graph for the G step; D trains on a detached copy
@@ -240,11 +254,11 @@ class Trainer:
         aux = self.aux_loss(real_aux, c) + self.aux_loss(fake_aux, c)
         total = loss_d + aux + self.penalties(real, fake, self.step * t.n_critic + index, c)
         self.p.opt_D.zero_grad(set_to_none=True)
-        total.backward()
-        self.p.opt_D.step()
+        self.precision.backward(total)
+        self.precision.step(self.p.opt_D)
         if t.weight_clip > 0:
             with torch.no_grad():
-                for param in D.parameters():
+                for param in self.p.D.parameters():
                     param.clamp_(-t.weight_clip, t.weight_clip)
         self.monitor.record_d(real_logits.detach(), fake_logits.detach(), loss_d)
         self.d_steps_since_log += 1
@@ -257,20 +271,23 @@ class Trainer:
 
     def penalties(self, real: Tensor, fake: Tensor, d_step_index: int = 0, c: Tensor | None = None) -> Tensor | float:
         t, extra = self.t, 0.0
-        if c is None:
-            D = self.p.D
-        else:
-            def D(x: Tensor) -> Tensor:
-                return split_d_output(self.p.D(x, c))[0]
+        scale = self.precision.grad_scale
+
+        def D(x: Tensor) -> Tensor:
+            # the plain D, never a compiled one: the penalties need a double backward
+            with self.precision.autocast():
+                logits = split_d_output(self.p.D(x) if c is None else self.p.D(x, c))[0]
+            return logits.float()
+
         if self.loss.penalty == "gp":
             real_p, fake_p = tricks.pack(real, t.pack), tricks.pack(fake, t.pack)
             eps = self.shard.take(torch.rand(real_p.shape[0] * self.shard.world, generator=self.gen, device=self.device))
-            extra = extra + t.gp_weight * gradient_penalty(D, real_p, fake_p, eps)
+            extra = extra + t.gp_weight * gradient_penalty(D, real_p, fake_p, eps, scale)
         if t.r1_weight > 0 and d_step_index % t.r1_every == 0:
             # lazy R1: every r1_every-th D step (counted over the whole run, so resuming repeats it),
             # weighted by r1_every so its average gradient matches; under Adam the effect is somewhat
             # weaker than R1 on every step (the default gamma was tuned with lazy R1)
-            extra = extra + t.r1_weight * t.r1_every * r1_penalty(D, tricks.pack(real, t.pack))
+            extra = extra + t.r1_weight * t.r1_every * r1_penalty(D, tricks.pack(real, t.pack), scale)
         return extra
 
     def g_step(self, noise_std: float) -> None:
@@ -283,15 +300,15 @@ class Trainer:
                 batch_index, _, c = self.minibatch() if self.cond is not None else (None, None, None)
                 fake = self.generate(self.latents(), c, self.G_train)
             self.kept = None
-            # the plain D: frozen, it has no gradients for its DDP wrapper to wait for
-            fake_logits, fake_aux = self.discriminate(fake, c, noise_std, D)
+            # D outside its DDP wrapper: frozen, it has no gradients for the wrapper to wait for
+            fake_logits, fake_aux = self.discriminate(fake, c, noise_std, self.D_fwd)
             loss_g = self.loss.g(fake_logits)
             loss_g = loss_g + self.aux_loss(fake_aux, c)
             if t.l1_weight > 0 and batch_index is not None:
                 loss_g = loss_g + t.l1_weight * (fake - self.data[batch_index]).abs().mean()
             self.p.opt_G.zero_grad(set_to_none=True)
-            loss_g.backward()
-            self.p.opt_G.step()
+            self.precision.backward(loss_g)
+            self.precision.step(self.p.opt_G)
         finally:
             D.requires_grad_(True)
         self.monitor.record_g(loss_g)
@@ -351,7 +368,13 @@ class Trainer:
         self.monitor.merge_ranks(self.shard)  # every rank logs the statistics of the global batch
         record = self.monitor.flush(self.step, self.d_steps_since_log, grad_norm(self.p.D), grad_norm(self.p.G), diversity)
         self.d_steps_since_log = 0
-        finite = Monitor.finite(record) and all(bool(torch.isfinite(p).all()) for p in self.p.G.parameters())
+        precision = self.precision
+        if precision.scaler is not None:
+            record["amp_skipped"], precision.skipped = precision.skipped, 0
+        # a step the fp16 gradient scaler skipped leaves inf/NaN gradients behind: normal, not a divergence
+        unchecked = [key for key, opt in (("grad_norm_d", self.p.opt_D), ("grad_norm_g", self.p.opt_G))
+                     if precision.skipped_last(opt)]
+        finite = Monitor.finite(record, unchecked) and all(bool(torch.isfinite(p).all()) for p in self.p.G.parameters())
         self.callbacks.on_log(record)
         if not finite:
             raise TrainingDiverged(f"a loss, gradient or weight became NaN/inf at step {self.step}")

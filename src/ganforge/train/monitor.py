@@ -109,8 +109,10 @@ class Monitor:
         return record
 
     @staticmethod
-    def finite(record: dict) -> bool:
-        return all(math.isfinite(record[k]) for k in ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g"))
+    def finite(record: dict, unchecked: tuple[str, ...] | list[str] = ()) -> bool:
+        """Whether the losses and gradient norms are finite (leaving out the ``unchecked`` keys)."""
+        keys = ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g")
+        return all(math.isfinite(record[k]) for k in keys if k not in unchecked)
 
     def _alarms(self, r: dict) -> list[str]:
         a, out = self.alarms, []
