@@ -37,9 +37,11 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[Any]:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file what open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # a failed write() names no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

@@ -14,6 +14,7 @@ A run directory holds::
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -81,6 +82,33 @@ def run_lock(path: Path) -> Iterator[None]:
         fh.close()
 
 
+# what to do when the run directory cannot be written: the fix, by errno
+WRITE_FIXES = {
+    errno.ENOSPC: "free space on the disk that holds {run}",
+    errno.EDQUOT: "free space in your disk quota for {run}",
+    errno.EACCES: "make {run} writable",
+    errno.EPERM: "make {run} writable",
+    errno.EROFS: "remount the filesystem of {run} read-write",
+}
+
+
+@contextlib.contextmanager
+def disk_errors(run_path: Path | None) -> Iterator[None]:
+    """Turn a failed write in training (disk full, no permission, read-only filesystem) into one
+    UsageError naming the file and the fix. Writes are atomic, so the newest complete checkpoint is
+    intact and the run resumes once the cause is fixed."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in WRITE_FIXES or run_path is None:
+            raise
+        fix = WRITE_FIXES[exc.errno].format(run=run_path)
+        kept = ckpt.list_checkpoints(run_path)
+        last = f"the last complete checkpoint ({kept[-1].name}) is intact" if kept else "no checkpoint was written yet"
+        raise UsageError(f"cannot write {exc.filename or run_path} ({exc.strerror}); {last}: {fix} and resume with "
+                         f"'ganforge train --resume {run_path}'") from None
+
+
 class RunLog:
     """Appends records to ``metrics.jsonl``; on resume, cuts it back to the checkpoint's step."""
 
@@ -88,8 +116,13 @@ class RunLog:
         self.path = path
 
     def append(self, record: dict) -> None:
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, allow_nan=True) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, allow_nan=True) + "\n")
+        except OSError as exc:  # a line cut short by a full disk is skipped on resume, as one cut by a kill
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
+            raise
 
     def truncate_after(self, step: int) -> None:
         if not self.path.exists():
@@ -444,7 +477,8 @@ def _train(shard: Shard, cfg: RunConfig | None, out: Path | None, resume: Path |
         progress, echo = False, lambda *_: None
     with contextlib.ExitStack() as stack:
         _on_main(shard, lambda: stack.enter_context(run_lock(run.path)))  # rank 0 alone holds the lock
-        return _train_locked(run, cfg, dataset, resume is not None, progress, echo, shard)
+        with disk_errors(run.path if run is not None else None):
+            return _train_locked(run, cfg, dataset, resume is not None, progress, echo, shard)
 
 
 def _train_locked(run: Run | None, cfg: RunConfig, dataset: Dataset, resuming: bool, progress: bool, echo,
@@ -492,6 +526,10 @@ def _play(run: Run | None, trainer: Trainer, callbacks: "_Callbacks | _RankCallb
     callbacks.bar = bar
     try:
         trainer.run(progress=bar.update_to if bar else None)
+    except OSError:
+        if bar:
+            bar.close()  # the error line (see disk_errors) goes below a finished bar
+        raise
     except TrainingDiverged as exc:
         if bar:
             bar.close()

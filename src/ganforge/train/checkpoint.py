@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from ganforge.errors import UsageError
@@ -73,8 +73,11 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", suffix=".tmp", dir=root))
     try:
         weights = tmp / "weights.safetensors"
-        save_file(tensors, str(weights), metadata={"format": str(FORMAT_VERSION)})
-        with open(weights, "rb+") as fh:
+        # serialised in memory and written here, so a full disk raises an OSError naming the file
+        # (safetensors' own save_file reports it as a SafetensorError without the errno)
+        with open(weights, "wb") as fh:
+            fh.write(save(tensors, metadata={"format": str(FORMAT_VERSION)}))
+            fh.flush()
             os.fsync(fh.fileno())
         state = {
             "format": FORMAT_VERSION,
@@ -89,6 +92,11 @@ def save_checkpoint(
             shutil.rmtree(final)
         os.rename(tmp, final)
         fsync_dir(root)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.filename is None:  # a failed write() names no file: name the checkpoint
+            raise OSError(exc.errno, exc.strerror, str(root / f"step-{step:08d}")) from exc
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
