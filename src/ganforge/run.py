@@ -104,8 +104,11 @@ def disk_errors(run_path: Path | None) -> Iterator[None]:
             raise
         fix = WRITE_FIXES[exc.errno].format(run=run_path)
         kept = ckpt.list_checkpoints(run_path)
-        last = f"the last complete checkpoint ({kept[-1].name}) is intact" if kept else "no checkpoint was written yet"
-        raise UsageError(f"cannot write {exc.filename or run_path} ({exc.strerror}); {last}: {fix} and resume with "
+        where = f"cannot write {exc.filename or run_path} ({exc.strerror})"
+        if not kept:
+            raise UsageError(f"{where}; no checkpoint was written yet: {fix}, delete {run_path} and start the run "
+                             "again") from None
+        raise UsageError(f"{where}; the last complete checkpoint ({kept[-1].name}) is intact: {fix} and resume with "
                          f"'ganforge train --resume {run_path}'") from None
 
 
@@ -418,9 +421,10 @@ def create_run_dir(cfg: RunConfig, dataset: Dataset, out: Path | None) -> Path:
     path = out or next_run_dir(Path("runs"), cfg.data.source)
     if path.exists() and any(path.iterdir()):
         raise UsageError(f"{path} already exists and is not empty; pick another --out, or continue it with --resume {path}")
-    path.mkdir(parents=True, exist_ok=True)
-    write_json(path / "config.json", cfg.to_dict())
-    write_json(path / "data.json", {**dataset.state, "domain": dataset.domain, "sample_shape": list(dataset.sample_shape)})
+    with disk_errors(path):
+        path.mkdir(parents=True, exist_ok=True)
+        write_json(path / "config.json", cfg.to_dict())
+        write_json(path / "data.json", {**dataset.state, "domain": dataset.domain, "sample_shape": list(dataset.sample_shape)})
     return path
 
 
