@@ -145,8 +145,8 @@ def test_elbo_improves_on_a_line():
 
 
 def test_kl_warmup_reaches_one():
-    assert kl_weight(0, 100) == pytest.approx(0.1) and kl_weight(9, 100) == 1.0 and kl_weight(99, 100) == 1.0
-    assert kl_weight(0, 5) == 1.0  # too short a run for a ramp
+    assert kl_weight(0, 100) == pytest.approx(1 / 50) and kl_weight(49, 100) == 1.0 and kl_weight(99, 100) == 1.0
+    assert kl_weight(0, 1) == 1.0  # too short a run for a ramp
 
 
 def test_unknown_family_is_one_error_line(cli):
