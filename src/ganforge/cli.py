@@ -327,7 +327,10 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         f"data       {summary['data']} ({summary['domain']}), loss {summary['loss']}, {summary['steps']} steps "
         f"in {summary['seconds']:.1f} s ({summary['samples_per_s']} real samples/s)",
     ]
-    if last:
+    if "loss_d" not in last and "kl" in last:  # a VAE run (model.family=vae)
+        lines.append(f"VAE        -ELBO {last['loss']:.3f}   recon {last['recon']:.3f}   KL {last['kl']:.3f}   "
+                     f"decoder sigma {last['sigma']:.4f}   (nats per sample)")
+    elif last:
         conf = last["confusion"]
         lines += [
             f"D          loss {last['loss_d']:.3f}   D(x) {last['d_real']:.3f}   D(G(z)) {last['d_fake']:.3f}   "

@@ -102,6 +102,13 @@ class ModelConfig:
     pg_fade: float = 0.5
     """Progressive growing: the fraction of each level's share of ``model.pg_grow`` spent fading the
     next level in (alpha 0 -> 1); the rest of the share trains the current level alone."""
+    family: Literal["gan", "vae"] = "gan"
+    """What trains G: ``gan``, the adversarial game, or ``vae``, the variational autoencoder
+    baseline (Kingma & Welling 2014; ``ganforge.vae``): D's architecture is the encoder, G's the
+    decoder, and the decoder is saved as G, so sampling and evaluation treat it as any generator."""
+    vae_sigma: float = 0.0
+    """VAE: the std of the decoder's Gaussian likelihood in encoded units (images: [-1, 1]); 0 uses
+    each batch's maximum-likelihood std, sigma^2 = MSE (the optimal-sigma VAE, Rybkin et al. 2021)."""
 
 
 @dataclass
@@ -356,6 +363,7 @@ def validate(cfg: RunConfig) -> None:
         (t.eval_every >= 0, "train.eval_every must be >= 0"),
         (t.snapshot_every >= 0, "train.snapshot_every must be >= 0 (0 turns the progress frames off)"),
         (m.z_dim >= 0, "model.z_dim must be >= 0"),
+        (m.vae_sigma >= 0, "model.vae_sigma must be >= 0 (0 learns the decoder's std)"),
         (m.g_depth >= 1 and m.d_depth >= 1, "model.g_depth and model.d_depth must be >= 1"),
         (m.g_width >= 1 and m.d_width >= 1, "model.g_width and model.d_width must be >= 1"),
         (0 <= cfg.data.holdout < 1, "data.holdout must be in [0, 1)"),

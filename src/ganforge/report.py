@@ -196,6 +196,8 @@ def _runs_table(runs: Sequence[RunRecords]) -> str:
     for run in runs:
         data = run.config.get("data", {}).get("source", "?")
         loss = run.config.get("train", {}).get("loss", "?")
+        if run.config.get("model", {}).get("family") == "vae":
+            loss = "vae (ELBO)"  # the VAE baseline trains no GAN loss
         notes = f"; {run.bad_lines} unreadable line(s) of metrics.jsonl skipped" if run.bad_lines else ""
         rows.append(f"<tr><td><b>{_e(run.name)}</b></td><td>{_e(run.path)}</td><td>{_e(data)}</td>"
                     f"<td>{_e(loss)}</td><td>{_e(run.status() + notes)}</td></tr>")

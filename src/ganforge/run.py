@@ -390,7 +390,12 @@ def resolve(cfg: RunConfig) -> Dataset:
     if cfg.data.task != "none" and dataset.cond is None:
         raise UsageError(f"data.task={cfg.data.task} is not available for {domain.name} data; use data.task=none")
     # the domain's recipe, with the data set's own hints on top (e.g. a table's steps by its size)
-    apply_defaults(cfg, {**domain.defaults, **dataset.meta.get("defaults", {})})
+    recipe = {**domain.defaults, **dataset.meta.get("defaults", {})}
+    if cfg.model.family == "vae":
+        from ganforge.vae import VAE_DEFAULTS
+
+        recipe.update(VAE_DEFAULTS)
+    apply_defaults(cfg, recipe)
     loss = get_loss(cfg.train.loss)
     if (loss.penalty == "gp" or cfg.train.r1_weight > 0) and cfg.model.d_norm == "batch":
         if "model.d_norm" in cfg.explicit:
@@ -406,6 +411,10 @@ def resolve(cfg: RunConfig) -> Dataset:
     net_args = dataset.state.get("net_args", {})
     build_generator(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, cpu, net_args)
     build_discriminator(cfg, cfg.model.net, dataset.sample_shape, cpu, net_args)
+    if cfg.model.family == "vae":
+        from ganforge import vae
+
+        vae.check(cfg, dataset)
     return dataset
 
 
@@ -489,6 +498,10 @@ def _train_locked(run: Run | None, cfg: RunConfig, dataset: Dataset, resuming: b
                   shard: Shard = Shard()) -> dict[str, Any] | None:
     """Train with the run directory locked; on ranks other than 0, ``run`` may be None (nothing is written)."""
     device = distributed.device_for(shard, resolve_device(cfg.device))
+    if cfg.model.family == "vae":  # not a game: its own short loop (ganforge.vae)
+        from ganforge.vae import train_vae
+
+        return train_vae(run, cfg, dataset, resuming, progress, echo, shard.world, device)
     # data.json's net_args; ranks other than 0 may have no run directory to read, only the same data
     net_args = run.net_args if run is not None else dataset.state.get("net_args", {})
     players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device, net_args)

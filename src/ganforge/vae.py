@@ -1,0 +1,347 @@
+"""A variational autoencoder baseline (Kingma & Welling 2014) on the GAN's own networks.
+
+``ganforge train DATA --set model.family=vae`` trains a VAE on the same encoded data, and writes a
+run directory that ``ganforge sample``, ``eval`` and ``interpolate`` read like a GAN run's:
+
+- **Decoder = G.** The decoder is the generator of ``model.net`` (the DCGAN generator for images,
+  the MLP generator for points), saved under ``G`` and ``G_ema`` (the same weights: a VAE has no
+  EMA), so ``Run.generator()`` loads it and samples are ``G(z)``, ``z ~ N(0, I)``.
+- **Encoder = D's trunk.** The encoder is D's architecture (``model.d_width``, ``d_depth``, ...)
+  up to its logit head, with a linear head to ``[mu, log sigma^2]`` of ``q(z|x)`` instead; so
+  the pair has the GAN's capacity, like for like.
+- **Likelihood.** ``p(x|z) = N(G(z), sigma^2 I)`` with one scalar ``sigma``. By default
+  (``model.vae_sigma=0``) it is the sigma that maximises the likelihood of each batch,
+  ``sigma^2 = MSE`` (Rybkin et al. 2021, the "optimal sigma" VAE): the ELBO proper, with no knob,
+  whose reconstruction term is ``D/2 log MSE``, so it balances reconstruction against KL on its own
+  on points (standardised units) and images in [-1, 1] alike. A fixed ``model.vae_sigma`` is the
+  MSE VAE with ``beta = 2 sigma^2`` and needs tuning per data set. (A sigma learned by gradient
+  from 1 was tried first: on standardised ring8 it sat at the collapsed optimum, decoder = data
+  mean, sigma = 1, KL = 0, for the first hundreds of steps.)
+- **Objective.** The negative ELBO per sample, ``recon + kl``, in nats: ``recon = -log p(x|z)``
+  with ``z = mu + sigma_q * eps`` (the reparameterisation), ``kl = KL(q(z|x) || N(0, I))`` in
+  closed form; Adam on everything (``train.lr_g``, ``beta1``, ``beta2``; the VAE recipe below),
+  with the KL term warmed up over the first :data:`KL_WARMUP` of the steps.
+
+It trains in its own short loop: a VAE is one network pair minimising one loss, not a game, so
+``train/loop.py`` (Algorithm 1) does not apply. ``metrics.jsonl`` holds ``{step, loss, recon, kl,
+sigma, time}`` every ``train.log_every`` steps and the domain's scores every ``train.eval_every``;
+checkpoints use the GAN's safetensors format and ``--resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ganforge.config import RunConfig
+from ganforge.domains import Dataset
+from ganforge.errors import TrainingDiverged, UsageError
+from ganforge.io import write_json
+from ganforge.train import checkpoint as ckpt
+from ganforge.train.loop import build_discriminator, build_generator
+
+VAE_DEFAULTS: dict[str, Any] = {
+    # the VAE recipe, over the domain's GAN recipe for keys the user left alone: Adam at 1e-3 with
+    # its usual betas (Kingma & Ba 2015), constant rate; EMA, R1 and packing are GAN devices
+    "train.lr_g": 1e-3, "train.beta1": 0.9, "train.beta2": 0.999, "train.lr_decay": 0.0,
+    "train.ema": 0.0, "train.r1_weight": 0.0, "train.pack": 1,
+}
+LOG_SIGMA_MIN = -6.0
+"""Floor of the optimal log std (sigma >= 0.0025), as in the sigma-VAE: keeps the likelihood finite
+when a batch is reconstructed almost exactly."""
+
+KL_WARMUP = 0.5
+"""KL warm-up (Bowman et al. 2016; Sonderby et al. 2016): the KL term's weight rises linearly from 0
+to 1 over this fraction of the steps, then the ELBO itself is optimised. Without it the optimal-sigma
+VAE on standardised ring8 never left the collapsed optimum (KL ~ 0, decoder = the data mean,
+sigma = 1) in 2,000 steps; a ramp over 10% of the steps was enough for ring8 but not for grid25
+(1,500 steps: partly encoded while the weight was small, it fell back to the collapse once it
+reached 1, all samples near one point); over 50% it kept its partial code. ``loss`` in the log is
+always the full ELBO."""
+
+
+def kl_weight(step: int, steps: int) -> float:
+    """The KL term's weight at ``step`` (0-based) of ``steps``: see :data:`KL_WARMUP`."""
+    ramp = KL_WARMUP * steps
+    return 1.0 if ramp < 1 else min(1.0, (step + 1) / ramp)
+
+
+TRUNKS: dict[str, Callable[[nn.Module], nn.Module]] = {}
+"""Net family -> the part of its D that the encoder keeps (everything up to the logit head)."""
+
+
+def register_trunk(net: str, trunk: Callable[[nn.Module], nn.Module]) -> None:
+    TRUNKS[net] = trunk
+
+
+register_trunk("mlp", lambda D: D.features)  # [N, d_width]
+register_trunk("dcgan", lambda D: D.stages[:-1])  # [N, d_width * 2^(k-1), h0, w0]
+
+
+class Encoder(nn.Module):
+    """q(z|x): ``x: [N, *sample_shape]`` to ``(mu, logvar)``, each ``[N, z_dim]``.
+
+    ``trunk`` is D's body (see :data:`TRUNKS`), its output flattened to ``feature_dim`` numbers; on
+    the DCGAN trunk the linear head is D's last convolution over the start grid with ``2 z_dim``
+    outputs instead of one logit.
+    """
+
+    def __init__(self, trunk: nn.Module, feature_dim: int, z_dim: int) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = nn.Linear(feature_dim, 2 * z_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = self.head(self.trunk(x).flatten(1)).chunk(2, dim=1)
+        return mu, logvar
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """``KL(N(mu, diag(exp(logvar))) || N(0, I))`` per sample, ``[N, z_dim] -> [N]`` (Kingma &
+    Welling 2014, appendix B): ``0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)``."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def gaussian_nll(x: Tensor, mean: Tensor, log_sigma: Tensor) -> Tensor:
+    """``-log N(x; mean, sigma^2 I)`` per sample, summed over every dimension: ``[N, ...] -> [N]``."""
+    dims = x[0].numel()
+    squared = (x - mean).pow(2).flatten(1).sum(dim=1)
+    return 0.5 * squared * torch.exp(-2 * log_sigma) + dims * (log_sigma + 0.5 * math.log(2 * math.pi))
+
+
+def decoder_log_sigma(x: Tensor, mean: Tensor, sigma: float) -> Tensor:
+    """The log std of ``p(x|z)``: ``log(sigma)`` when fixed (``sigma > 0``); with ``sigma = 0`` the
+    one that maximises the batch's likelihood, ``sigma^2 = MSE`` over the batch and every dimension
+    (Rybkin et al. 2021, "optimal sigma"), floored at :data:`LOG_SIGMA_MIN`."""
+    if sigma > 0:
+        return torch.tensor(math.log(sigma), device=x.device, dtype=x.dtype)
+    return (0.5 * (x - mean).pow(2).mean().clamp_min(1e-12).log()).clamp(min=LOG_SIGMA_MIN)
+
+
+def negative_elbo(x: Tensor, encoder: "Encoder", decoder: nn.Module, sigma: float = 0.0,
+                  gen: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(loss, recon, kl, log_sigma)`` of ``x: [N, *sample_shape]`` (encoded): the batch means in
+    nats per sample of the negative ELBO ``loss = recon + kl``, with one reparameterised draw
+    ``z = mu + exp(logvar / 2) * eps`` per sample, and the decoder's log std (see
+    :func:`decoder_log_sigma`)."""
+    mu, logvar = encoder(x)
+    eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    mean = decoder(z)
+    log_sigma = decoder_log_sigma(x, mean, sigma)
+    recon = gaussian_nll(x, mean, log_sigma).mean()
+    kl = gaussian_kl(mu, logvar).mean()
+    return recon + kl, recon, kl, log_sigma.detach()
+
+
+def build_encoder(cfg: RunConfig, sample_shape: tuple[int, ...], device: torch.device,
+                  net_args: dict | None = None) -> Encoder:
+    """The encoder for ``model.net``: D's trunk without packing, spectral norm or minibatch stddev
+    (a per-sample posterior must not depend on the rest of the batch)."""
+    net = cfg.model.net
+    if net not in TRUNKS:
+        raise UsageError(f"model.family=vae has no encoder for model.net={net}; use {' or '.join(TRUNKS)}")
+    enc_cfg = copy.deepcopy(cfg)
+    enc_cfg.train.pack = 1
+    enc_cfg.model.spectral_norm = enc_cfg.model.minibatch_stddev = False
+    trunk = TRUNKS[net](build_discriminator(enc_cfg, net, sample_shape, torch.device("cpu"), net_args))
+    was_training = trunk.training
+    with torch.no_grad():
+        feature_dim = trunk.eval()(torch.zeros(2, *sample_shape)).flatten(1).shape[1]
+    trunk.train(was_training)
+    return Encoder(trunk, feature_dim, cfg.model.z_dim).to(device)
+
+
+def check(cfg: RunConfig, dataset: Dataset) -> None:
+    """Refuse, before anything is written, what the VAE baseline does not do."""
+    if cfg.data.task != "none" or dataset.cond is not None:
+        raise UsageError(f"model.family=vae is unconditional; set data.task=none (got {cfg.data.task})")
+    if cfg.train.tensorboard:
+        raise UsageError("model.family=vae writes no TensorBoard events yet; set train.tensorboard=false")
+    build_encoder(cfg, dataset.sample_shape, torch.device("cpu"), dataset.state.get("net_args", {}))
+
+
+class _Parts:
+    """The VAE's modules, optimiser and RNG, named as the checkpoint stores them."""
+
+    def __init__(self, cfg: RunConfig, sample_shape: tuple[int, ...], device: torch.device, net_args: dict) -> None:
+        torch.manual_seed(cfg.seed)
+        self.decoder = build_generator(cfg, cfg.model.net, cfg.model.z_dim, sample_shape, device, net_args)
+        self.encoder = build_encoder(cfg, sample_shape, device, net_args)
+        self.sigma = cfg.model.vae_sigma
+        params = [*self.encoder.parameters(), *self.decoder.parameters()]
+        t = cfg.train
+        self.opt = torch.optim.Adam(params, lr=t.lr_g, betas=(t.beta1, t.beta2))
+        self.gen = torch.Generator(device).manual_seed(cfg.seed + 1)
+
+    def modules(self) -> dict[str, nn.Module]:
+        # the decoder twice: G for a resume, G_ema for Run.generator() (a VAE has no moving average);
+        # a copy, as safetensors refuses tensors that share memory (restoring into it is harmless)
+        return {"G": self.decoder, "G_ema": copy.deepcopy(self.decoder), "E": self.encoder}
+
+
+def train_vae(run: Any, cfg: RunConfig, dataset: Dataset, resuming: bool, progress: bool, echo,
+              world: int, device: torch.device) -> dict[str, Any]:
+    """Train (or resume) the VAE of ``run`` (a locked :class:`ganforge.run.Run`); returns the summary."""
+    if world > 1:
+        raise UsageError("model.family=vae trains on one process; start it without torchrun")
+    parts = _Parts(cfg, dataset.sample_shape, device, run.net_args)
+    step, elapsed_before = 0, 0.0
+    if resuming:
+        ckpt.remove_partial_saves(run.path)
+        tensors, state = ckpt.read_checkpoint(run.latest_checkpoint())
+        ckpt.restore(tensors, state, parts.modules(), {"opt": parts.opt}, {"vae": parts.gen})
+        step, elapsed_before = state["step"], state["extra"].get("elapsed", 0.0)
+        if step > cfg.train.steps:
+            raise UsageError(f"{run.path} is already at step {step}; give --steps >= {step}")
+        write_json(run.path / "config.json", cfg.to_dict())
+        run.log.truncate_after(step)
+        echo(f"resuming {run.path} from step {step} of {cfg.train.steps}")
+    loop = _Loop(run, cfg, dataset, parts, device, elapsed_before)
+    if not resuming:
+        loop.checkpoint(0)
+    return loop.train(step, progress)
+
+
+class _Loop:
+    """Minibatch SGD on the negative ELBO, with the run directory's logging, checkpoints and evaluations."""
+
+    def __init__(self, run: Any, cfg: RunConfig, dataset: Dataset, parts: _Parts, device: torch.device,
+                 elapsed_before: float) -> None:
+        self.run, self.cfg, self.t, self.dataset, self.p, self.device = run, cfg, cfg.train, dataset, parts, device
+        self.data = dataset.train.to(device)
+        self.t0 = time.perf_counter() - elapsed_before
+        self.last_record: dict = {}
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def train(self, step: int, progress: bool) -> dict[str, Any]:
+        from ganforge.pictures import prune_frames
+
+        t, p = self.t, self.p
+        start_step, t_start = step, time.perf_counter()
+        prune_frames(self.run.path, step)
+        if step == 0:
+            self.snapshot(0)
+        bar = _bar(t.steps, step) if progress else None
+        sums = torch.zeros(4, device=self.device)  # loss, recon, kl, log sigma since the last log
+        while step < t.steps:
+            index = torch.randint(len(self.data), (t.batch,), generator=p.gen, device=self.device)
+            for group in p.opt.param_groups:  # cosine decay to lr * (1 - lr_decay), as the GAN loop
+                group["lr"] = t.lr_g * (1 - t.lr_decay * (1 - math.cos(math.pi * step / max(t.steps, 1))) / 2)
+            loss, recon, kl, log_sigma = negative_elbo(self.data[index], p.encoder, p.decoder, p.sigma, p.gen)
+            p.opt.zero_grad(set_to_none=True)
+            (recon + kl_weight(step, t.steps) * kl).backward()
+            p.opt.step()
+            sums += torch.stack([loss.detach(), recon.detach(), kl.detach(), log_sigma])
+            step += 1
+            if step % t.log_every == 0 or step == t.steps:
+                self.log(step, (sums / (t.log_every if step % t.log_every == 0 else step % t.log_every)).tolist(), bar)
+                sums.zero_()
+            if t.eval_every and step % t.eval_every == 0 and step != t.steps:
+                self.evaluate(step, quick=True)
+            if step % t.ckpt_every == 0 and step != t.steps:
+                self.checkpoint(step)
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+        return self.finish(step, start_step, time.perf_counter() - t_start)
+
+    def log(self, step: int, means: list[float], bar: Any) -> None:
+        loss, recon, kl, log_sigma = means
+        sigma = math.exp(log_sigma)  # the geometric mean over the interval
+        if not np.isfinite(means).all():
+            good = self.run.latest_checkpoint()
+            write_json(self.run.path / "summary.json", {"status": "diverged", "message": f"loss {loss} at step {step}",
+                                                         "last_good_checkpoint": str(good), "run_dir": str(self.run.path)})
+            raise TrainingDiverged(f"the VAE's loss became NaN/inf at step {step}; stopped, the last good checkpoint "
+                                   f"is kept at {good} (lower train.lr_g)")
+        record = {"step": step, "loss": loss, "recon": recon, "kl": kl, "sigma": sigma, "time": round(self.elapsed(), 3)}
+        self.last_record = record
+        self.run.log.append(record)
+        if bar:
+            bar.set_postfix(ELBO=f"{-loss:.3f}", recon=f"{recon:.3f}", KL=f"{kl:.3f}", refresh=False)
+        t = self.t
+        if t.snapshot_every and step != t.steps and step // t.snapshot_every != (step - t.log_every) // t.snapshot_every:
+            self.snapshot(step)
+
+    @torch.no_grad()
+    def snapshot(self, step: int) -> None:
+        """The decoder's samples of the fixed progress latents, as a GAN run draws G_ema's."""
+        from ganforge.pictures import FRAME_SEED, frame_count, frame_path, write_frame
+        from ganforge.sample import latents
+
+        if not self.t.snapshot_every:
+            return
+        decoder, run = self.p.decoder, self.run
+        z = latents(frame_count(run.sample_shape), self.cfg.model.z_dim, FRAME_SEED, device=self.device)
+        decoder.eval()
+        encoded = decoder(z)
+        decoder.train()
+        write_frame(run.domain, run.domain.decode(encoded, run.data_state), self.dataset, frame_path(run.path, step))
+
+    def evaluate(self, step: int, quick: bool) -> dict:
+        from ganforge.run import EVAL_N
+
+        self.p.decoder.eval()  # batch norm on its running statistics, as G_ema samples
+        try:
+            metrics = self.run.evaluate(EVAL_N, seed=0, dataset=self.dataset, G=self.p.decoder, quick=quick)
+        finally:
+            self.p.decoder.train()
+        self.run.log.append({"step": step, "eval": metrics})
+        return metrics
+
+    def checkpoint(self, step: int) -> None:
+        if not all(bool(torch.isfinite(q).all()) for m in self.p.modules().values() for q in m.parameters()):
+            raise TrainingDiverged(f"a weight became NaN/inf before the checkpoint at step {step}")
+        ckpt.save_checkpoint(self.run.path, step, self.p.modules(), {"opt": self.p.opt}, {"vae": self.p.gen},
+                             {"elapsed": self.elapsed(), "family": "vae"})
+
+    def finish(self, step: int, start_step: int, wall: float) -> dict[str, Any]:
+        from ganforge.pictures import write_progress_gif
+        from ganforge.run import EVAL_N
+
+        run, cfg = self.run, self.cfg
+        self.checkpoint(step)
+        metrics = self.evaluate(step, quick=False)
+        self.p.decoder.eval()
+        samples = run.sample(EVAL_N, seed=0, G=self.p.decoder, dataset=self.dataset)
+        samples_file = getattr(run.domain, "samples_file", "samples.npy")
+        run.domain.save_samples(samples, run.path / samples_file)
+        run.domain.plot(samples, self.dataset, run.path / "samples.png")
+        if self.t.snapshot_every:
+            self.snapshot(step)
+            write_progress_gif(run.path)
+        done = step - start_step
+        summary = {
+            "status": "finished",
+            "run_dir": str(run.path),
+            "data": cfg.data.source,
+            "domain": run.domain.name,
+            "family": "vae",
+            "steps": step,
+            "loss": "elbo",
+            "seconds": round(self.elapsed(), 2),
+            "samples_per_s": round(done * cfg.train.batch / wall, 1) if wall > 0 and done else None,
+            "last_log": self.last_record,
+            "eval": metrics,
+            "warnings": [],
+            "samples_file": samples_file,
+        }
+        write_json(run.path / "summary.json", summary)
+        return summary
+
+
+def _bar(total: int, initial: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
