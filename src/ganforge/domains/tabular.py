@@ -237,12 +237,9 @@ def _to_numbers(series: "pd.Series", spec: dict) -> np.ndarray:
         dt = pd.to_datetime(series, format=spec["text_format"], errors="coerce")
     else:
         dt = pd.to_datetime(series, errors="coerce")
-    if getattr(dt.dt, "tz", None) is not None:
-        dt = dt.dt.tz_convert("UTC").dt.tz_localize(None)
-    out = np.full(len(dt), np.nan)
-    present = dt.notna().to_numpy()
-    out[present] = dt[present].to_numpy().astype("datetime64[ns]").astype(np.int64).astype(np.float64)
-    return out
+    from ganforge.metrics.tabular import datetimes_to_ns
+
+    return datetimes_to_ns(dt)
 
 
 def fit_column(series: "pd.Series", kind: str, text_format: str | None, rng: np.random.Generator) -> dict:

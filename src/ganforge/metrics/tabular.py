@@ -77,18 +77,23 @@ def infer_kinds(frame: "pd.DataFrame") -> dict[Any, str]:
     return kinds
 
 
+def datetimes_to_ns(series: "pd.Series") -> np.ndarray:
+    """Nanoseconds since the epoch as floats (UTC for aware times), NaN where missing."""
+    if getattr(series.dt, "tz", None) is not None:
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+    out = np.full(len(series), np.nan)
+    present = series.notna().to_numpy()
+    out[present] = series[present].to_numpy().astype("datetime64[ns]").astype(np.int64).astype(np.float64)
+    return out
+
+
 def _numbers(series: "pd.Series", kind: str) -> np.ndarray:
     """Float64 values (datetimes as ns since the epoch, text dates parsed), NaN where missing."""
     pd = _pandas()
     if kind == "datetime":
         if not pd.api.types.is_datetime64_any_dtype(series.dtype):
             series = pd.to_datetime(series, errors="coerce", format="mixed")
-        if getattr(series.dt, "tz", None) is not None:
-            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-        out = np.full(len(series), np.nan)
-        present = series.notna().to_numpy()
-        out[present] = series[present].to_numpy().astype("datetime64[ns]").astype(np.int64).astype(np.float64)
-        return out
+        return datetimes_to_ns(series)
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
