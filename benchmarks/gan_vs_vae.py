@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from toy2d import spread  # noqa: E402  (mean ± std over seeds, as toy2d prints it)
 
 FAMILIES = {"GAN": [], "VAE": ["model.family=vae"]}
 POINT_SETS = ("ring8", "grid25")
@@ -60,12 +63,7 @@ def one_run(data: str, family: str, seed: int, steps: int | None, eval_n: int, w
 
 
 def cell(runs: list[dict], key: str, fmt: str, scale: float = 1.0) -> str:
-    values = [scale * float(r[key]) for r in runs if r.get(key) is not None]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+    return spread([scale * float(r[key]) for r in runs if r.get(key) is not None], fmt)
 
 
 def tables(results: list[dict]) -> str:

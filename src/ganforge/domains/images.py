@@ -41,6 +41,7 @@ from ganforge.io import file_sha256, package_file
 from ganforge.domains.image_tasks import (IMAGE_TASK_DEFAULTS, IMAGE_TASKS, derived_condition, label_accuracy,
                                           read_pairs_npz, reconstruction_scores, split_side_by_side)
 from ganforge.metrics import energy_distance
+from ganforge.metrics.extractors import check_images
 
 DATA_SEED = 20140610  # fixed: the hold-out split of a data set is the same in every run
 EVAL_N = 1000  # images per side for the full pixel-space energy distance
@@ -654,17 +655,6 @@ def feature_scores(real: np.ndarray, fake: np.ndarray, extractor: str) -> dict[s
     return {"extractor": ext.id, "fid": frechet_distance_from_statistics(stats.mu, stats.sigma, *feature_statistics(f_fake)),
             "fid_real_floor": stats.fid_floor, "kid": kid, "kid_std": kid_std,
             **{f"feature_{k}": v for k, v in prdc(stats.features, f_fake, k=5).items()}}
-
-
-def check_images(images: np.ndarray, where: str) -> np.ndarray:
-    """uint8 ``[N, H, W, C]`` (``[N, H, W]`` gains C = 1), or a UsageError naming ``where``."""
-    images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] not in (1, 3):
-        raise UsageError(f"{where}: expected uint8 images [N, H, W, C] with C = 1 or 3, "
-                         f"got {images.dtype} {list(images.shape)}")
-    return images
 
 
 def pixel_statistics(real: np.ndarray, fake: np.ndarray, n: int) -> dict[str, float]:

@@ -117,13 +117,14 @@ def tf_bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def _as_nhwc_uint8(images: np.ndarray, name: str) -> np.ndarray:
+def check_images(images: np.ndarray, where: str) -> np.ndarray:
+    """uint8 ``[N, H, W, C]`` (``[N, H, W]`` gains C = 1), or a UsageError naming ``where``."""
     images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.dtype != np.uint8 or images.shape[3] not in (1, 3):
-        raise UsageError(f"the {name} extractor takes uint8 images [N, H, W, C] with C = 1 or 3, got "
-                         f"{images.dtype} {list(images.shape)}")
+        raise UsageError(f"{where}: expected uint8 images [N, H, W, C] with C = 1 or 3, "
+                         f"got {images.dtype} {list(images.shape)}")
     return images
 
 
@@ -177,7 +178,7 @@ class InceptionFeatures:
         """uint8 ``[N, H, W, C]`` (C = 1 or 3; ``[N, H, W]`` is gray) -> float32 ``[N, 2048]``."""
         from tqdm import tqdm
 
-        images = _as_nhwc_uint8(images, self.name)
+        images = check_images(images, f"the {self.name} extractor")
         out = np.empty((len(images), self.dim), dtype=np.float32)
         # a bar on stderr, on a terminal only: 10,000 images take minutes on a CPU
         bar = tqdm(total=len(images), unit="img", desc="inception features", leave=False, dynamic_ncols=True,
