@@ -33,7 +33,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -42,10 +41,9 @@ from torch import Tensor, nn
 
 from ganforge.config import RunConfig
 from ganforge.domains import Dataset
-from ganforge.errors import TrainingDiverged, UsageError
-from ganforge.io import write_json
-from ganforge.train import checkpoint as ckpt
+from ganforge.errors import UsageError
 from ganforge.train.loop import build_discriminator, build_generator
+from ganforge.train.own_loop import OwnLoop, progress_bar
 
 VAE_DEFAULTS: dict[str, Any] = {
     # the VAE recipe, over the domain's GAN recipe for keys the user left alone: Adam at 1e-3 with
@@ -192,36 +190,31 @@ def train_vae(run: Any, cfg: RunConfig, dataset: Dataset, resuming: bool, progre
     """Train (or resume) the VAE of ``run`` (a locked :class:`ganforge.run.Run`); returns the summary."""
     if world > 1:
         raise UsageError("model.family=vae trains on one process; start it without torchrun")
-    parts = _Parts(cfg, dataset.sample_shape, device, run.net_args)
-    step, elapsed_before = 0, 0.0
-    if resuming:
-        ckpt.remove_partial_saves(run.path)
-        tensors, state = ckpt.read_checkpoint(run.latest_checkpoint())
-        ckpt.restore(tensors, state, parts.modules(), {"opt": parts.opt}, {"vae": parts.gen})
-        step, elapsed_before = state["step"], state["extra"].get("elapsed", 0.0)
-        if step > cfg.train.steps:
-            raise UsageError(f"{run.path} is already at step {step}; give --steps >= {step}")
-        write_json(run.path / "config.json", cfg.to_dict())
-        run.log.truncate_after(step)
-        echo(f"resuming {run.path} from step {step} of {cfg.train.steps}")
-    loop = _Loop(run, cfg, dataset, parts, device, elapsed_before)
-    if not resuming:
-        loop.checkpoint(0)
-    return loop.train(step, progress)
+    loop = _Loop(run, cfg, dataset, _Parts(cfg, dataset.sample_shape, device, run.net_args), device)
+    return loop.train(loop.start(resuming, echo), progress)
 
 
-class _Loop:
+class _Loop(OwnLoop):
     """Minibatch SGD on the negative ELBO, with the run directory's logging, checkpoints and evaluations."""
 
-    def __init__(self, run: Any, cfg: RunConfig, dataset: Dataset, parts: _Parts, device: torch.device,
-                 elapsed_before: float) -> None:
-        self.run, self.cfg, self.t, self.dataset, self.p, self.device = run, cfg, cfg.train, dataset, parts, device
-        self.data = dataset.train.to(device)
-        self.t0 = time.perf_counter() - elapsed_before
-        self.last_record: dict = {}
+    family, loss = "vae", "elbo"
 
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.t0
+    def __init__(self, run: Any, cfg: RunConfig, dataset: Dataset, parts: _Parts, device: torch.device) -> None:
+        super().__init__(run, cfg, dataset, device)
+        self.p = parts
+        self.data = dataset.train.to(device)
+
+    def sampler(self) -> nn.Module:
+        return self.p.decoder
+
+    def modules(self) -> dict[str, nn.Module]:
+        return self.p.modules()
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt": self.p.opt}
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"vae": self.p.gen}
 
     def train(self, step: int, progress: bool) -> dict[str, Any]:
         from ganforge.pictures import prune_frames
@@ -231,7 +224,7 @@ class _Loop:
         prune_frames(self.run.path, step)
         if step == 0:
             self.snapshot(0)
-        bar = _bar(t.steps, step) if progress else None
+        bar = progress_bar(t.steps, step) if progress else None
         sums = torch.zeros(4, device=self.device)  # loss, recon, kl, log sigma since the last log
         while step < t.steps:
             index = torch.randint(len(self.data), (t.batch,), generator=p.gen, device=self.device)
@@ -260,88 +253,10 @@ class _Loop:
         loss, recon, kl, log_sigma = means
         sigma = math.exp(log_sigma)  # the geometric mean over the interval
         if not np.isfinite(means).all():
-            good = self.run.latest_checkpoint()
-            write_json(self.run.path / "summary.json", {"status": "diverged", "message": f"loss {loss} at step {step}",
-                                                         "last_good_checkpoint": str(good), "run_dir": str(self.run.path)})
-            raise TrainingDiverged(f"the VAE's loss became NaN/inf at step {step}; stopped, the last good checkpoint "
-                                   f"is kept at {good} (lower train.lr_g)")
+            self.diverged(f"the VAE's loss became NaN/inf ({loss}) at step {step}")
         record = {"step": step, "loss": loss, "recon": recon, "kl": kl, "sigma": sigma, "time": round(self.elapsed(), 3)}
         self.last_record = record
         self.run.log.append(record)
         if bar:
             bar.set_postfix(ELBO=f"{-loss:.3f}", recon=f"{recon:.3f}", KL=f"{kl:.3f}", refresh=False)
-        t = self.t
-        if t.snapshot_every and step != t.steps and step // t.snapshot_every != (step - t.log_every) // t.snapshot_every:
-            self.snapshot(step)
-
-    @torch.no_grad()
-    def snapshot(self, step: int) -> None:
-        """The decoder's samples of the fixed progress latents, as a GAN run draws G_ema's."""
-        from ganforge.pictures import FRAME_SEED, frame_count, frame_path, write_frame
-        from ganforge.sample import latents
-
-        if not self.t.snapshot_every:
-            return
-        decoder, run = self.p.decoder, self.run
-        z = latents(frame_count(run.sample_shape), self.cfg.model.z_dim, FRAME_SEED, device=self.device)
-        decoder.eval()
-        encoded = decoder(z)
-        decoder.train()
-        write_frame(run.domain, run.domain.decode(encoded, run.data_state), self.dataset, frame_path(run.path, step))
-
-    def evaluate(self, step: int, quick: bool) -> dict:
-        from ganforge.run import EVAL_N
-
-        self.p.decoder.eval()  # batch norm on its running statistics, as G_ema samples
-        try:
-            metrics = self.run.evaluate(EVAL_N, seed=0, dataset=self.dataset, G=self.p.decoder, quick=quick)
-        finally:
-            self.p.decoder.train()
-        self.run.log.append({"step": step, "eval": metrics})
-        return metrics
-
-    def checkpoint(self, step: int) -> None:
-        if not all(bool(torch.isfinite(q).all()) for m in self.p.modules().values() for q in m.parameters()):
-            raise TrainingDiverged(f"a weight became NaN/inf before the checkpoint at step {step}")
-        ckpt.save_checkpoint(self.run.path, step, self.p.modules(), {"opt": self.p.opt}, {"vae": self.p.gen},
-                             {"elapsed": self.elapsed(), "family": "vae"})
-
-    def finish(self, step: int, start_step: int, wall: float) -> dict[str, Any]:
-        from ganforge.pictures import write_progress_gif
-        from ganforge.run import EVAL_N
-
-        run, cfg = self.run, self.cfg
-        self.checkpoint(step)
-        metrics = self.evaluate(step, quick=False)
-        self.p.decoder.eval()
-        samples = run.sample(EVAL_N, seed=0, G=self.p.decoder, dataset=self.dataset)
-        samples_file = getattr(run.domain, "samples_file", "samples.npy")
-        run.domain.save_samples(samples, run.path / samples_file)
-        run.domain.plot(samples, self.dataset, run.path / "samples.png")
-        if self.t.snapshot_every:
-            self.snapshot(step)
-            write_progress_gif(run.path)
-        done = step - start_step
-        summary = {
-            "status": "finished",
-            "run_dir": str(run.path),
-            "data": cfg.data.source,
-            "domain": run.domain.name,
-            "family": "vae",
-            "steps": step,
-            "loss": "elbo",
-            "seconds": round(self.elapsed(), 2),
-            "samples_per_s": round(done * cfg.train.batch / wall, 1) if wall > 0 and done else None,
-            "last_log": self.last_record,
-            "eval": metrics,
-            "warnings": [],
-            "samples_file": samples_file,
-        }
-        write_json(run.path / "summary.json", summary)
-        return summary
-
-
-def _bar(total: int, initial: int) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
+        self.maybe_snapshot(step)
