@@ -327,7 +327,11 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         f"data       {summary['data']} ({summary['domain']}), loss {summary['loss']}, {summary['steps']} steps "
         f"in {summary['seconds']:.1f} s ({summary['samples_per_s']} real samples/s)",
     ]
-    if "loss_d" not in last and "kl" in last:  # a VAE run (model.family=vae)
+    if summary.get("family") == "timegan" and last:  # model.family=timegan: last logged in its joint phase
+        v = {key: last.get(key, float("nan")) for key in ("loss_d", "loss_g", "supervised", "recon")}
+        lines.append(f"TimeGAN    D loss {v['loss_d']:.3f}   G adversarial {v['loss_g']:.3f}   "
+                     f"supervised MSE {v['supervised']:.5f}   reconstruction MSE {v['recon']:.5f}")
+    elif "loss_d" not in last and "kl" in last:  # a VAE run (model.family=vae)
         lines.append(f"VAE        -ELBO {last['loss']:.3f}   recon {last['recon']:.3f}   KL {last['kl']:.3f}   "
                      f"decoder sigma {last['sigma']:.4f}   (nats per sample)")
     elif last:

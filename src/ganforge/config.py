@@ -102,10 +102,12 @@ class ModelConfig:
     pg_fade: float = 0.5
     """Progressive growing: the fraction of each level's share of ``model.pg_grow`` spent fading the
     next level in (alpha 0 -> 1); the rest of the share trains the current level alone."""
-    family: Literal["gan", "vae"] = "gan"
-    """What trains G: ``gan``, the adversarial game, or ``vae``, the variational autoencoder
+    family: Literal["gan", "vae", "timegan"] = "gan"
+    """What trains G: ``gan``, the adversarial game; ``vae``, the variational autoencoder
     baseline (Kingma & Welling 2014; ``ganforge.vae``): D's architecture is the encoder, G's the
-    decoder, and the decoder is saved as G, so sampling and evaluation treat it as any generator."""
+    decoder, and the decoder is saved as G, so sampling and evaluation treat it as any generator;
+    or ``timegan`` (series only), TimeGAN (Yoon et al. 2019; ``ganforge.timegan``): embedding,
+    supervised and joint adversarial training of five GRU nets, saving ``R(S(G(z)))`` as G."""
     vae_sigma: float = 0.0
     """VAE: the std of the decoder's Gaussian likelihood in encoded units (images: [-1, 1]); 0 uses
     each batch's maximum-likelihood std, sigma^2 = MSE (the optimal-sigma VAE, Rybkin et al. 2021)."""

@@ -191,13 +191,18 @@ pre { background: #f7f7f7; padding: .6em; overflow-x: auto; }
 """
 
 
+OWN_LOSSES = {"vae": "vae (ELBO)", "timegan": "timegan (TimeGAN's losses)"}
+"""Model families that train in their own loop, and what their runs table shows as the loss."""
+
+
 def _runs_table(runs: Sequence[RunRecords]) -> str:
     rows = []
     for run in runs:
         data = run.config.get("data", {}).get("source", "?")
         loss = run.config.get("train", {}).get("loss", "?")
-        if run.config.get("model", {}).get("family") == "vae":
-            loss = "vae (ELBO)"  # the VAE baseline trains no GAN loss
+        family = run.config.get("model", {}).get("family")
+        if family in OWN_LOSSES:
+            loss = OWN_LOSSES[family]  # the VAE baseline and TimeGAN train no GAN loss of train.loss
         notes = f"; {run.bad_lines} unreadable line(s) of metrics.jsonl skipped" if run.bad_lines else ""
         rows.append(f"<tr><td><b>{_e(run.name)}</b></td><td>{_e(run.path)}</td><td>{_e(data)}</td>"
                     f"<td>{_e(loss)}</td><td>{_e(run.status() + notes)}</td></tr>")

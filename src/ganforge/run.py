@@ -395,7 +395,14 @@ def resolve(cfg: RunConfig) -> Dataset:
         from ganforge.vae import VAE_DEFAULTS
 
         recipe.update(VAE_DEFAULTS)
+    if cfg.model.family == "timegan":
+        from ganforge import timegan
+
+        recipe.update(timegan.TIMEGAN_DEFAULTS)
     apply_defaults(cfg, recipe)
+    if cfg.model.family == "timegan":
+        timegan.check(cfg, dataset)  # its own networks: the net is not the domain's
+        cfg.model.net = timegan.NET
     loss = get_loss(cfg.train.loss)
     if (loss.penalty == "gp" or cfg.train.r1_weight > 0) and cfg.model.d_norm == "batch":
         if "model.d_norm" in cfg.explicit:
@@ -410,7 +417,8 @@ def resolve(cfg: RunConfig) -> Dataset:
     cpu = torch.device("cpu")
     net_args = dataset.state.get("net_args", {})
     build_generator(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, cpu, net_args)
-    build_discriminator(cfg, cfg.model.net, dataset.sample_shape, cpu, net_args)
+    if cfg.model.family != "timegan":  # TimeGAN's D judges latents, not windows (ganforge.nets.timegan)
+        build_discriminator(cfg, cfg.model.net, dataset.sample_shape, cpu, net_args)
     if cfg.model.family == "vae":
         from ganforge import vae
 
@@ -502,6 +510,10 @@ def _train_locked(run: Run | None, cfg: RunConfig, dataset: Dataset, resuming: b
         from ganforge.vae import train_vae
 
         return train_vae(run, cfg, dataset, resuming, progress, echo, shard.world, device)
+    if cfg.model.family == "timegan":  # five networks in three phases (ganforge.timegan)
+        from ganforge.timegan import train_timegan
+
+        return train_timegan(run, cfg, dataset, resuming, progress, echo, shard.world, device)
     # data.json's net_args; ranks other than 0 may have no run directory to read, only the same data
     net_args = run.net_args if run is not None else dataset.state.get("net_args", {})
     players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device, net_args)

@@ -104,8 +104,9 @@ def read_row(path: Path, folder: Path) -> dict[str, Any]:
     if config is not None:
         row["data"] = _get(config, "data", "source")
         row["domain"] = _get(config, "data", "domain")
-        # a VAE baseline (model.family=vae) trains no GAN loss: its objective is the ELBO
-        row["loss"] = "vae" if _get(config, "model", "family") == "vae" else _get(config, "train", "loss")
+        # a VAE baseline (model.family=vae) trains no GAN loss: its objective is the ELBO; TimeGAN has its own losses
+        family = _get(config, "model", "family")
+        row["loss"] = family if family in ("vae", "timegan") else _get(config, "train", "loss")
         row["steps_total"] = _get(config, "train", "steps")
     summary = _read_json(path / "summary.json", problems) if (path / "summary.json").exists() else None
     last_step, last_log, last_eval = _tail(path / "metrics.jsonl", problems)

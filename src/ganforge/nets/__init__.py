@@ -18,6 +18,7 @@ from ganforge.nets.pix2pix import pix2pix_discriminator, pix2pix_generator
 from ganforge.nets.progressive import progressive_discriminator, progressive_generator
 from ganforge.nets.sequence import recurrent_family, tcn_discriminator, tcn_generator
 from ganforge.nets.tabular import tabular_discriminator, tabular_generator
+from ganforge.nets.timegan import timegan_discriminator, timegan_generator
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ for _cell in ("gru", "lstm"):
     _g, _d = recurrent_family(_cell)
     register_net(_cell, NetFamily(generator=_g, discriminator=_d))
 register_net("tcn", NetFamily(generator=tcn_generator, discriminator=tcn_discriminator))
+# TimeGAN's R(S(G(z))), the generator a model.family=timegan run saves (ganforge.timegan trains it)
+register_net("timegan", NetFamily(generator=timegan_generator, discriminator=timegan_discriminator))
 
 # tables: CTGAN's residual G (tanh scalars, Gumbel-softmax groups) and packed critic with dropout
 register_net("tabular", NetFamily(generator=tabular_generator, discriminator=tabular_discriminator))
