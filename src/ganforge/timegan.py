@@ -37,6 +37,7 @@ d_fake, d_updates], time}`` every ``train.log_every`` steps, the domain's scores
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections import defaultdict
 from typing import Any, Literal
@@ -75,9 +76,10 @@ Phase = Literal["embedding", "supervised", "joint"]
 
 
 def phase_ends(steps: int) -> tuple[int, int]:
-    """The steps at which embedding and supervised training end (see :data:`PHASE_SHARES`)."""
-    embedding = round(steps * PHASE_SHARES[0])
-    return embedding, round(steps * (PHASE_SHARES[0] + PHASE_SHARES[1]))
+    """The steps at which embedding and supervised training end (see :data:`PHASE_SHARES`), rounded
+    down, so a short run's odd steps go to the joint phase, the one that trains G."""
+    embedding = math.floor(steps * PHASE_SHARES[0])
+    return embedding, math.floor(steps * (PHASE_SHARES[0] + PHASE_SHARES[1]))
 
 
 def phase_of(step: int, steps: int) -> Phase:
