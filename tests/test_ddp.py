@@ -104,3 +104,14 @@ def test_a_global_batch_the_ranks_cannot_share_is_a_usage_error():
         Shard(0, 2).local_batch(63)
     with pytest.raises(UsageError, match="train.pack"):
         Shard(0, 2).local_batch(64, pack=64)
+
+
+def test_an_acgan_head_no_loss_reaches_trains_on_two_processes(tmp_path):
+    # train.aux_weight=0 leaves the ACGAN classifier head without gradients; DDP must be told, or the
+    # second D backward pass stops with "Expected to have finished reduction in the prior iteration"
+    out = tmp_path / "acgan"
+    ganforge("digits", "--out", str(out), "--steps", "4", "--quiet", "--set", "data.task=class",
+             "--set", "model.cond_d=acgan", "--set", "train.aux_weight=0", "--set", "train.batch=16",
+             "--set", "model.g_width=8", "--set", "model.d_width=8", "--set", "train.eval_every=0",
+             "--set", "train.snapshot_every=0", nproc=2)
+    assert json.loads((out / "summary.json").read_text())["steps"] == 4

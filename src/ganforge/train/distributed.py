@@ -128,11 +128,13 @@ def device_for(shard: Shard, device: torch.device) -> torch.device:
     return device
 
 
-def data_parallel(module: nn.Module, shard: Shard, device: torch.device) -> nn.Module:
+def data_parallel(module: nn.Module, shard: Shard, device: torch.device, unused: bool = False) -> nn.Module:
     """``module`` wrapped for training on ``shard.world`` ranks (itself for a single process).
 
     The wrapper shares the module's parameters: checkpoints keep saving the plain module. Nets with a
-    growing schedule (progressive) leave the layers of later levels unused, which DDP must be told.
+    growing schedule (progressive) leave the layers of later levels unused, and ``unused`` says the
+    caller knows of parameters no loss reaches (an ACGAN head at ``train.aux_weight=0``): DDP must
+    be told of both, or its second backward pass fails waiting for their gradients.
     """
     if shard.world == 1:
         return module
@@ -140,7 +142,7 @@ def data_parallel(module: nn.Module, shard: Shard, device: torch.device) -> nn.M
 
     growing = hasattr(module, "set_progress")
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=growing)
+    return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=growing or unused)
 
 
 def sync_batch_norm(module: nn.Module, shard: Shard, device: torch.device) -> nn.Module:

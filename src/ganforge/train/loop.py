@@ -163,7 +163,8 @@ class Trainer:
         compiled = self.precision.compile
         # the wrappers share the plain modules' parameters; the plain ones are saved, evaluated, frozen
         self.G_train = compiled(data_parallel(sync_batch_norm(players.G, shard, device), shard, device))
-        self.D_train = compiled(data_parallel(sync_batch_norm(players.D, shard, device), shard, device))
+        idle_head = cfg.model.cond_d == "acgan" and self.t.aux_weight == 0  # its classifier head gets no gradient
+        self.D_train = compiled(data_parallel(sync_batch_norm(players.D, shard, device), shard, device, idle_head))
         # on one process the training wrappers are the nets themselves (compiled or not)
         self.G_fwd = self.G_train if shard.world == 1 else compiled(players.G)
         self.D_fwd = self.D_train if shard.world == 1 else compiled(players.D)
