@@ -40,3 +40,15 @@ def installed(distribution: str) -> bool:
         return True
     except metadata.PackageNotFoundError:
         return False
+
+
+def write_variable_length_ts(path, n_cases: int = 30) -> None:
+    """A UCR/UEA ``.ts`` file of ``n_cases`` two-channel sequences of 6 to 10 steps (class ``a``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for i in range(n_cases):
+        n = 6 + i % 5
+        cases.append(":".join(",".join(f"{v:.4f}" for v in rng.normal(size=n) + d) for d in (0, 5)) + ":a")
+    path.write_text("@problemName var\n@dimensions 2\n@classLabel true a\n@data\n" + "\n".join(cases) + "\n")

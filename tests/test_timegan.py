@@ -200,12 +200,9 @@ def test_refusal_is_one_cli_error_line(cli, tmp_path):
 def test_variable_length_windows_train_with_the_mask_channel(tmp_path):
     """Windows of 6 to 10 steps: the series domain's mask is one more channel for E, R and G, and
     samples decode through it (NaN padding after a window's end, never a gap inside)."""
-    rng = np.random.default_rng(0)
-    cases = []
-    for i in range(30):
-        n = 6 + i % 5
-        cases.append(":".join(",".join(f"{v:.4f}" for v in rng.normal(size=n) + d) for d in (0, 5)) + ":a")
-    (tmp_path / "var.ts").write_text("@problemName var\n@dimensions 2\n@classLabel true a\n@data\n" + "\n".join(cases) + "\n")
+    from conftest import write_variable_length_ts
+
+    write_variable_length_ts(tmp_path / "var.ts")
     ganforge.train(str(tmp_path / "var.ts"), out=tmp_path / "run",
                    settings={**TINY_TIMEGAN, "train.steps": 6, "model.z_dim": 40})
     run = ganforge.load(tmp_path / "run")

@@ -276,12 +276,9 @@ def test_cli_train_sample_interpolate_eval_end_to_end(tmp_path, cli, capsys):
 def test_variable_length_sequences_train_and_sample_with_trailing_nan(tmp_path):
     from conftest import TINY
 
-    rng = np.random.default_rng(0)
-    cases = []
-    for i in range(30):
-        n = 6 + i % 5
-        cases.append(":".join(",".join(f"{v:.4f}" for v in rng.normal(size=n) + d) for d in (0, 5)) + ":a")
-    (tmp_path / "var.ts").write_text("@problemName var\n@dimensions 2\n@classLabel true a\n@data\n" + "\n".join(cases) + "\n")
+    from conftest import write_variable_length_ts
+
+    write_variable_length_ts(tmp_path / "var.ts")
     settings = {kv.split("=")[0]: kv.split("=")[1] for kv in TINY}
     ganforge.train(str(tmp_path / "var.ts"), out=tmp_path / "run",
                    settings={**settings, "train.steps": 5, "data.metric_repeats": 0})
