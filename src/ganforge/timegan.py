@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections import defaultdict
 from typing import Any, Literal
 
@@ -53,7 +52,7 @@ from ganforge.errors import UsageError
 from ganforge.losses import get_loss
 from ganforge.nets.timegan import embedder, latent_discriminator
 from ganforge.train.loop import build_generator
-from ganforge.train.own_loop import OwnLoop, progress_bar
+from ganforge.train.own_loop import OwnLoop
 
 NET = "timegan"
 TIMEGAN_DEFAULTS: dict[str, Any] = {
@@ -265,7 +264,7 @@ def train_timegan(run: Any, cfg: RunConfig, dataset: Dataset, resuming: bool, pr
     if world > 1:
         raise UsageError("model.family=timegan trains on one process; start it without torchrun")
     loop = _Loop(run, cfg, dataset, Parts(cfg, dataset.train.to(device), device), device)
-    return loop.train(loop.start(resuming, echo), progress)
+    return loop.start_and_train(resuming, echo, progress)
 
 
 class _Loop(OwnLoop):
@@ -276,6 +275,8 @@ class _Loop(OwnLoop):
     def __init__(self, run: Any, cfg: RunConfig, dataset: Dataset, parts: Parts, device: torch.device) -> None:
         super().__init__(run, cfg, dataset, device)
         self.p = parts
+        self.sums: dict[str, float] = defaultdict(float)  # each loss since the last log, and how often it was measured
+        self.counts: dict[str, int] = defaultdict(int)
 
     def sampler(self) -> nn.Module:
         return self.p.sampler
@@ -289,39 +290,17 @@ class _Loop(OwnLoop):
     def generators(self) -> dict[str, torch.Generator]:
         return {"timegan": self.p.gen}
 
-    def train(self, step: int, progress: bool) -> dict[str, Any]:
-        from ganforge.pictures import prune_frames
+    def iteration(self, step: int) -> None:
+        for measured in self.p.iteration(phase_of(step, self.t.steps)):
+            for key, value in measured.items():
+                self.sums[key] += value
+                self.counts[key] += 1
 
-        t = self.t
-        start_step, t_start = step, time.perf_counter()
-        prune_frames(self.run.path, step)
-        if step == 0:
-            self.snapshot(0)
-        bar = progress_bar(t.steps, step) if progress else None
-        sums: dict[str, float] = defaultdict(float)  # each loss since the last log, and how often it was measured
-        counts: dict[str, int] = defaultdict(int)
-        while step < t.steps:
-            phase = phase_of(step, t.steps)
-            for measured in self.p.iteration(phase):
-                for key, value in measured.items():
-                    sums[key] += value
-                    counts[key] += 1
-            step += 1
-            if step % t.log_every == 0 or step == t.steps:
-                self.log(step, phase, {key: sums[key] / counts[key] for key in sums}, bar)
-                sums.clear()
-                counts.clear()
-            if t.eval_every and step % t.eval_every == 0 and step != t.steps:
-                self.evaluate(step, quick=True)
-            if step % t.ckpt_every == 0 and step != t.steps:
-                self.checkpoint(step)
-            if bar:
-                bar.update(1)
-        if bar:
-            bar.close()
-        return self.finish(step, start_step, time.perf_counter() - t_start)
-
-    def log(self, step: int, phase: Phase, means: dict[str, float], bar: Any) -> None:
+    def log(self, step: int, bar: Any) -> None:
+        phase = phase_of(step - 1, self.t.steps)  # the phase of the iteration just trained
+        means = {key: self.sums[key] / self.counts[key] for key in self.sums}
+        self.sums.clear()
+        self.counts.clear()
         if not np.isfinite(list(means.values())).all():
             self.diverged(f"a TimeGAN loss became NaN/inf at step {step} ({phase} phase)")
         record = {"step": step, "phase": phase, **means, "time": round(self.elapsed(), 3)}

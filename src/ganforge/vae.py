@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -43,7 +42,7 @@ from ganforge.config import RunConfig
 from ganforge.domains import Dataset
 from ganforge.errors import UsageError
 from ganforge.train.loop import build_discriminator, build_generator
-from ganforge.train.own_loop import OwnLoop, progress_bar
+from ganforge.train.own_loop import OwnLoop
 
 VAE_DEFAULTS: dict[str, Any] = {
     # the VAE recipe, over the domain's GAN recipe for keys the user left alone: Adam at 1e-3 with
@@ -191,7 +190,7 @@ def train_vae(run: Any, cfg: RunConfig, dataset: Dataset, resuming: bool, progre
     if world > 1:
         raise UsageError("model.family=vae trains on one process; start it without torchrun")
     loop = _Loop(run, cfg, dataset, _Parts(cfg, dataset.sample_shape, device, run.net_args), device)
-    return loop.train(loop.start(resuming, echo), progress)
+    return loop.start_and_train(resuming, echo, progress)
 
 
 class _Loop(OwnLoop):
@@ -203,6 +202,7 @@ class _Loop(OwnLoop):
         super().__init__(run, cfg, dataset, device)
         self.p = parts
         self.data = dataset.train.to(device)
+        self.sums = torch.zeros(4, device=device)  # loss, recon, kl, log sigma since the last log
 
     def sampler(self) -> nn.Module:
         return self.p.decoder
@@ -216,40 +216,21 @@ class _Loop(OwnLoop):
     def generators(self) -> dict[str, torch.Generator]:
         return {"vae": self.p.gen}
 
-    def train(self, step: int, progress: bool) -> dict[str, Any]:
-        from ganforge.pictures import prune_frames
-
+    def iteration(self, step: int) -> None:
         t, p = self.t, self.p
-        start_step, t_start = step, time.perf_counter()
-        prune_frames(self.run.path, step)
-        if step == 0:
-            self.snapshot(0)
-        bar = progress_bar(t.steps, step) if progress else None
-        sums = torch.zeros(4, device=self.device)  # loss, recon, kl, log sigma since the last log
-        while step < t.steps:
-            index = torch.randint(len(self.data), (t.batch,), generator=p.gen, device=self.device)
-            for group in p.opt.param_groups:  # cosine decay to lr * (1 - lr_decay), as the GAN loop
-                group["lr"] = t.lr_g * (1 - t.lr_decay * (1 - math.cos(math.pi * step / max(t.steps, 1))) / 2)
-            loss, recon, kl, log_sigma = negative_elbo(self.data[index], p.encoder, p.decoder, p.sigma, p.gen)
-            p.opt.zero_grad(set_to_none=True)
-            (recon + kl_weight(step, t.steps) * kl).backward()
-            p.opt.step()
-            sums += torch.stack([loss.detach(), recon.detach(), kl.detach(), log_sigma])
-            step += 1
-            if step % t.log_every == 0 or step == t.steps:
-                self.log(step, (sums / (t.log_every if step % t.log_every == 0 else step % t.log_every)).tolist(), bar)
-                sums.zero_()
-            if t.eval_every and step % t.eval_every == 0 and step != t.steps:
-                self.evaluate(step, quick=True)
-            if step % t.ckpt_every == 0 and step != t.steps:
-                self.checkpoint(step)
-            if bar:
-                bar.update(1)
-        if bar:
-            bar.close()
-        return self.finish(step, start_step, time.perf_counter() - t_start)
+        index = torch.randint(len(self.data), (t.batch,), generator=p.gen, device=self.device)
+        for group in p.opt.param_groups:  # cosine decay to lr * (1 - lr_decay), as the GAN loop
+            group["lr"] = t.lr_g * (1 - t.lr_decay * (1 - math.cos(math.pi * step / max(t.steps, 1))) / 2)
+        loss, recon, kl, log_sigma = negative_elbo(self.data[index], p.encoder, p.decoder, p.sigma, p.gen)
+        p.opt.zero_grad(set_to_none=True)
+        (recon + kl_weight(step, t.steps) * kl).backward()
+        p.opt.step()
+        self.sums += torch.stack([loss.detach(), recon.detach(), kl.detach(), log_sigma])
 
-    def log(self, step: int, means: list[float], bar: Any) -> None:
+    def log(self, step: int, bar: Any) -> None:
+        t = self.t
+        means = (self.sums / (t.log_every if step % t.log_every == 0 else step % t.log_every)).tolist()
+        self.sums.zero_()
         loss, recon, kl, log_sigma = means
         sigma = math.exp(log_sigma)  # the geometric mean over the interval
         if not np.isfinite(means).all():

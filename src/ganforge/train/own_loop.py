@@ -8,7 +8,10 @@ domain's scores in ``metrics.jsonl``, progress frames, the final samples and ``s
 
 A subclass provides :meth:`OwnLoop.sampler` (the module saved as ``G_ema``, which
 ``Run.generator()`` rebuilds from ``model.net`` and samples from), :meth:`OwnLoop.modules`,
-:meth:`OwnLoop.optimizers`, :meth:`OwnLoop.generators`, and :meth:`OwnLoop.train`.
+:meth:`OwnLoop.optimizers`, :meth:`OwnLoop.generators`, and the two halves of its loop:
+:meth:`OwnLoop.iteration` (one training step, keeping its own running losses) and
+:meth:`OwnLoop.log` (their means since the last log, written with ``maybe_snapshot``);
+:meth:`OwnLoop.train` runs them with the run's logging, evaluation and checkpoint cadence.
 """
 
 from __future__ import annotations
@@ -54,10 +57,45 @@ class OwnLoop:
     def generators(self) -> dict[str, torch.Generator]:
         raise NotImplementedError
 
-    def train(self, step: int, progress: bool) -> dict[str, Any]:
+    def iteration(self, step: int) -> None:
+        """Train 0-based iteration ``step``, adding its losses to the family's running sums."""
+        raise NotImplementedError
+
+    def log(self, step: int, bar: Any) -> None:
+        """Write the running losses' means at ``step`` (then reset them), as :meth:`OwnLoop.train` asks."""
         raise NotImplementedError
 
     # --- shared
+
+    def train(self, step: int, progress: bool) -> dict[str, Any]:
+        """Train from ``step`` to ``train.steps``: a log every ``log_every`` steps and at the end, a quick
+        evaluation every ``eval_every`` and a checkpoint every ``ckpt_every`` steps, then :meth:`finish`."""
+        from ganforge.pictures import prune_frames
+
+        t = self.t
+        start_step, t_start = step, time.perf_counter()
+        prune_frames(self.run.path, step)
+        if step == 0:
+            self.snapshot(0)
+        bar = progress_bar(t.steps, step) if progress else None
+        while step < t.steps:
+            self.iteration(step)
+            step += 1
+            if step % t.log_every == 0 or step == t.steps:
+                self.log(step, bar)
+            if t.eval_every and step % t.eval_every == 0 and step != t.steps:
+                self.evaluate(step, quick=True)
+            if step % t.ckpt_every == 0 and step != t.steps:
+                self.checkpoint(step)
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+        return self.finish(step, start_step, time.perf_counter() - t_start)
+
+    def start_and_train(self, resuming: bool, echo, progress: bool) -> dict[str, Any]:
+        """Resume or start (:meth:`start`), then :meth:`train`; returns the summary."""
+        return self.train(self.start(resuming, echo), progress)
 
     def start(self, resuming: bool, echo) -> int:
         """The step to train from: the newest checkpoint's when ``resuming`` (restored into the
