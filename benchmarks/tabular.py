@@ -23,6 +23,10 @@ evaluation is switched off here, as the scores are computed the same way for bot
     python benchmarks/tabular.py                                   # 4 sets x 3 seeds x 2 methods
     python benchmarks/tabular.py --sets wine,penguins --seeds 1 --ctgan-epochs 50 --set train.steps=300
     python benchmarks/tabular.py --sets adult --train-rows 5000 --seeds 1   # a reduced Adult
+    # seeds split over the two cores, then one table:
+    OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/tabular.py --sets adult --seeds 2 --threads 1 --out a.json &
+    OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/tabular.py --sets adult --seeds 1 --first-seed 2 --threads 1 --out b.json
+    python benchmarks/tabular.py --merge a.json b.json
 
 Prints a Markdown table (for docs/BENCHMARKS.md) and writes every run's numbers to
 bench-out/tabular.json.
@@ -174,15 +178,26 @@ def markdown(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(TARGETS))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first seed (to split seeds over processes, one pinned core each)")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
+                        help="print one table of earlier runs' --out files instead of running")
     parser.add_argument("--methods", default="ganforge,ctgan")
     parser.add_argument("--ctgan-epochs", type=int, default=300, help="CTGAN's epochs (its default is 300)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="a ganforge setting, e.g. train.steps=2000 (repeatable)")
     parser.add_argument("--train-rows", type=int, default=0, help="use only this many training rows (reduced runs)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for both methods")
+    parser.add_argument("--tag", default="", help="added to ganforge's method name, e.g. '300 passes' for a run with other settings")
     parser.add_argument("--out", type=Path, default=Path("bench-out/tabular.json"))
     args = parser.parse_args(argv)
+    if args.merge:
+        missing = [str(path) for path in args.merge if not path.is_file()]
+        if missing:
+            raise SystemExit(f"no such file: {', '.join(missing)}; pass the --out files of earlier runs")
+        print(markdown([row for path in args.merge for row in json.loads(path.read_text())["results"]]))
+        return
 
     import torch
 
@@ -196,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
             train = train.sample(args.train_rows, random_state=SPLIT_SEED).reset_index(drop=True)
         kinds = table_kinds(train)
         target = TARGETS[name]
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in args.methods.split(","):
                 if method == "ganforge":
                     synthetic, seconds = fit_ganforge(train, seed, target, settings)
@@ -204,10 +219,11 @@ def main(argv: list[str] | None = None) -> None:
                     synthetic, seconds = fit_ctgan(train, seed, kinds, args.ctgan_epochs)
                 else:
                     raise SystemExit(f"unknown method {method}; choose ganforge or ctgan")
-                row = {"set": name, "method": method, "seed": seed, "seconds": seconds, "rows": len(train),
+                label = f"{method} ({args.tag})" if args.tag and method == "ganforge" else method
+                row = {"set": name, "method": label, "seed": seed, "seconds": seconds, "rows": len(train),
                        **score(train, test, synthetic, target, kinds, seed)}
                 results.append(row)
-                print(f"{name} seed {seed} {method}: ML {row['ml_synthetic']:.3f} (real {row['ml_real']:.3f}) "
+                print(f"{name} seed {seed} {label}: ML {row['ml_synthetic']:.3f} (real {row['ml_real']:.3f}) "
                       f"det {row['detection_auc']:.3f} shapes {row['column_shapes']:.3f} "
                       f"pairs {row['pair_trends']:.3f} dcr {row['closer_to_train']:.2f} {seconds:.1f} s",
                       file=sys.stderr, flush=True)
