@@ -165,9 +165,10 @@ def markdown(results: list[dict]) -> str:
             rows = [r for r in results if r["set"] == name and r["method"] == method]
             if not rows:
                 continue
-            real = rows[0]["ml_real"]
+            real = sum(r["ml_real"] for r in rows) / len(rows)  # the real models' scores vary by seed too
+            seeds = f"{len(rows)} seed" + ("s" if len(rows) != 1 else "")
             lines.append(
-                f"| {name} ({len(rows)} seeds) | {method} | {_cell([r['ml_synthetic'] for r in rows])} "
+                f"| {name} ({seeds}) | {method} | {_cell([r['ml_synthetic'] for r in rows])} "
                 f"{rows[0]['ml_metric']} ({real:.3f}) | {_cell([r['detection_auc'] for r in rows])} "
                 f"| {_cell([r['column_shapes'] for r in rows])} | {_cell([r['pair_trends'] for r in rows])} "
                 f"| {_cell([r['closer_to_train'] for r in rows], 2)} ({rows[0]['closer_expected']:.2f}) "
