@@ -197,7 +197,14 @@ def main(argv: list[str] | None = None) -> None:
         missing = [str(path) for path in args.merge if not path.is_file()]
         if missing:
             raise SystemExit(f"no such file: {', '.join(missing)}; pass the --out files of earlier runs")
-        print(markdown([row for path in args.merge for row in json.loads(path.read_text())["results"]]))
+        rows = []
+        for path in args.merge:
+            try:
+                rows += json.loads(path.read_text())["results"]
+            except (ValueError, KeyError, TypeError):
+                raise SystemExit(f"{path} is not a tabular.py --out file (no 'results' list); pass the "
+                                 "--out files of earlier runs") from None
+        print(markdown(rows))
         return
 
     import torch
