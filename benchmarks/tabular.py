@@ -165,7 +165,7 @@ def markdown(results: list[dict]) -> str:
             rows = [r for r in results if r["set"] == name and r["method"] == method]
             if not rows:
                 continue
-            real = sum(r["ml_real"] for r in rows) / len(rows)  # the real models' scores vary by seed too
+            real = statistics.mean(r["ml_real"] for r in rows)  # the real models' scores vary by seed too
             seeds = f"{len(rows)} seed" + ("s" if len(rows) != 1 else "")
             lines.append(
                 f"| {name} ({seeds}) | {method} | {_cell([r['ml_synthetic'] for r in rows])} "
