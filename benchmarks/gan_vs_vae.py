@@ -2,7 +2,7 @@
 
 For each data set and seed, two whole `ganforge train` processes: the GAN defaults, and the VAE
 baseline (`--set model.family=vae`: the decoder is the GAN's G, the encoder D's architecture; see
-`ganforge.vae`) with the same number of steps and batch. Points (`ring8`, `grid25`) are scored by
+`ganforge.families.vae`) with the same number of steps and batch. Points (`ring8`, `grid25`) are scored by
 the training run's own final evaluation (VEEGAN/PacGAN mode protocol, energy distance, precision
 and recall on 2,500 samples); images (`mnist5k` by default, 28x28) by `ganforge eval RUN
 --features digits-cnn` (FID, KID, precision/recall on the MNIST classifier's features).

@@ -63,8 +63,8 @@ def seconds_per_step(settings: list[str], warmup: int = 3, iters: int = 20) -> f
     import torch
 
     from ganforge.config import RunConfig, set_value
-    from ganforge.run import resolve, resolve_device
-    from ganforge.train.loop import NullCallbacks, Trainer, build_players
+    from ganforge.rundir.run import resolve, resolve_device
+    from ganforge.engine.loop import NullCallbacks, Trainer, build_players
 
     cfg = RunConfig()
     for kv in settings:
@@ -109,7 +109,7 @@ def train_one(variant: str, settings: list[str], steps: int, seed: int, runs: Pa
 
 def score(run_dir: str, real) -> dict:
     """Modes and KL of 26,000 samples of the run's EMA generator, with the real-image floor."""
-    from ganforge.run import Run
+    from ganforge.rundir.run import Run
 
     t0 = time.perf_counter()
     ev = Run(run_dir).evaluate(EVAL_N, seed=0, dataset=real)

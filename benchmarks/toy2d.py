@@ -55,7 +55,7 @@ def score_user_run(out: Path, centres, std: float) -> dict:
     import numpy as np
 
     from ganforge.metrics import mixture_metrics
-    from ganforge.run import Run
+    from ganforge.rundir.run import Run
 
     m = mixture_metrics(Run(out).sample(2500, seed=0), np.asarray(centres), std)
     return {"modes": m["modes"], "modes_total": m["modes_total"], "hq": m["hq_fraction"], "kl": m["reverse_kl"]}

@@ -9,7 +9,7 @@ import torch
 import ganforge
 from ganforge.cli import main
 from ganforge.errors import UsageError
-from ganforge.run import Run
+from ganforge.rundir.run import Run
 
 TINY = {"train.steps": 6, "train.batch": 16, "model.g_width": 8, "model.d_width": 8, "train.log_every": 2,
         "train.ckpt_every": 6, "train.eval_every": 0, "train.snapshot_every": 0}

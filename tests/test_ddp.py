@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from conftest import TINY
 from ganforge.errors import UsageError
-from ganforge.train.distributed import Shard
+from ganforge.engine.distributed import Shard
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="this PyTorch has no torch.distributed with the gloo backend")

@@ -17,10 +17,10 @@ from typing import Any
 from ganforge.config import RunConfig
 from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.losses import LOSSES, gradient_penalty, r1_penalty
-from ganforge.report import report
-from ganforge.run import Run
-from ganforge.runs import runs
-from ganforge.sample import latents, lerp, slerp
+from ganforge.rundir.report import report
+from ganforge.rundir.run import Run
+from ganforge.rundir.runs import runs
+from ganforge.render.latent import latents, lerp, slerp
 from ganforge.tabular_gan import TabularGAN
 
 __version__ = "0.1.0"
@@ -34,7 +34,7 @@ def train(data: str, out: str | Path | None = None, config: RunConfig | None = N
     ``settings`` are dotted overrides, e.g. ``{"train.steps": 2000, "train.loss": "hinge"}``.
     With ``resume`` the run directory continues exactly where it stopped.
     """
-    from ganforge import run as runlib
+    from ganforge.rundir import run as runlib
     from ganforge.config import set_value
 
     if resume is not None:

@@ -43,7 +43,7 @@ def cli() -> None:
 @click.option("--skip-bad", is_flag=True, help="Images: skip and count unreadable files instead of stopping.")
 def train(data, domain, out, steps, batch, seed, config_file, overrides, resume, dry_run, as_json, quiet, skip_bad) -> None:
     """Train a GAN on DATA (a built-in name, see 'ganforge datasets', or a file)."""
-    from ganforge import run as runlib
+    from ganforge.rundir import run as runlib
     from ganforge.config import RunConfig, load_config_file, merge_dict, parse_override, set_value
 
     if steps is not None and steps < 0:
@@ -93,7 +93,7 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
                    "[default: the run's held-out sources].")
 def sample(run_dir, n, out, seed, truncation, label, cond_path) -> None:
     """Write N samples from a trained (or interrupted) run."""
-    from ganforge.run import Run
+    from ganforge.rundir.run import Run
 
     _check_truncation(truncation)
     run = Run(run_dir)
@@ -126,7 +126,7 @@ def sample(run_dir, n, out, seed, truncation, label, cond_path) -> None:
 @click.option("--truncation", type=float, default=None, help="Redraw endpoint latent entries beyond this |z|.")
 def interpolate(run_dir, out, pairs, steps, mode, seed, truncation) -> None:
     """Walk the latent space between pairs of random latents and write what G makes along the way."""
-    from ganforge.run import Run
+    from ganforge.rundir.run import Run
 
     _check_truncation(truncation)
     run = Run(run_dir)
@@ -144,7 +144,7 @@ def interpolate(run_dir, out, pairs, steps, mode, seed, truncation) -> None:
               "features (digits-cnn or inception).")
 def evaluate(run_dir, n, seed, as_json, features) -> None:
     """Score a run's generator against its data (mode coverage, distances, precision/recall)."""
-    from ganforge.run import Run
+    from ganforge.rundir.run import Run
 
     if n < 10:
         raise UsageError(f"--n must be >= 10 for a meaningful score, got {n}")
@@ -192,8 +192,8 @@ def arithmetic(run_dir, out, expr, n, seed, truncation, neighbours, noise, pool,
     1. ganforge arithmetic RUN --out batch.png              the numbered batch (--n 64, --seed 0)
     2. ganforge arithmetic RUN --out result.png --expr "3,7,9 - 1,4 + 12"
     """
-    from ganforge.pictures import write_arithmetic, write_candidates
-    from ganforge.run import Run
+    from ganforge.render.pictures import write_arithmetic, write_candidates
+    from ganforge.rundir.run import Run
 
     _check_truncation(truncation)
     run = Run(run_dir)
@@ -218,8 +218,8 @@ def arithmetic(run_dir, out, expr, n, seed, truncation, neighbours, noise, pool,
 @click.option("--hold-ms", type=int, default=2000, show_default=True, help="Milliseconds the last frame is held.")
 def gif(run_dir, out, frame_ms, hold_ms) -> None:
     """Rebuild the animated GIF of a run's fixed latents across training from RUN_DIR/progress/."""
-    from ganforge.pictures import write_progress_gif
-    from ganforge.run import Run
+    from ganforge.render.pictures import write_progress_gif
+    from ganforge.rundir.run import Run
 
     run = Run(run_dir)  # a clear error for a folder that is not a run
     path, frames = write_progress_gif(run.path, out, frame_ms, hold_ms)
@@ -239,7 +239,7 @@ def report(run_dir, compare, out, draw) -> None:
     ganforge report runs/ns                                          # runs/ns/report.html
     ganforge report runs/ns --compare runs/minimax --compare runs/wgan --out game.html
     """
-    from ganforge.report import report as write_report
+    from ganforge.rundir.report import report as write_report
 
     path = write_report(run_dir, out=out, compare=compare, draw=draw)
     _err(f"wrote {path}")
@@ -267,7 +267,7 @@ def runs_command(folder, sort_key, ascending, columns, as_json, as_csv) -> None:
     """
     import shutil
 
-    from ganforge.runs import default_columns, list_runs, metric_keys, parse_columns, sort_rows, table, to_csv
+    from ganforge.rundir.runs import default_columns, list_runs, metric_keys, parse_columns, sort_rows, table, to_csv
 
     if as_json and as_csv:
         raise UsageError("give --json or --csv, not both")

@@ -104,9 +104,9 @@ class ModelConfig:
     next level in (alpha 0 -> 1); the rest of the share trains the current level alone."""
     family: Literal["gan", "vae", "timegan"] = "gan"
     """What trains G: ``gan``, the adversarial game; ``vae``, the variational autoencoder
-    baseline (Kingma & Welling 2014; ``ganforge.vae``): D's architecture is the encoder, G's the
+    baseline (Kingma & Welling 2014; ``ganforge.families.vae``): D's architecture is the encoder, G's the
     decoder, and the decoder is saved as G, so sampling and evaluation treat it as any generator;
-    or ``timegan`` (series only), TimeGAN (Yoon et al. 2019; ``ganforge.timegan``): embedding,
+    or ``timegan`` (series only), TimeGAN (Yoon et al. 2019; ``ganforge.families.timegan``): embedding,
     supervised and joint adversarial training of five GRU nets, saving ``R(S(G(z)))`` as G."""
     vae_sigma: float = 0.0
     """VAE: the std of the decoder's Gaussian likelihood in encoded units (images: [-1, 1]); 0 uses

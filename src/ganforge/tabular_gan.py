@@ -25,8 +25,8 @@ import torch
 
 from ganforge.config import RunConfig, set_value
 from ganforge.errors import UsageError
-from ganforge.run import Run
-from ganforge.sample import latents
+from ganforge.rundir.run import Run
+from ganforge.render.latent import latents
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,7 +74,7 @@ class TabularGAN:
 
     def fit(self, data: "pd.DataFrame | str | Path") -> "TabularGAN":
         """Train on a DataFrame or a ``.csv``/``.parquet`` file; returns ``self``."""
-        from ganforge import run as runlib
+        from ganforge.rundir import run as runlib
         from ganforge.domains.tabular import frame_source
 
         if self.out is not None:

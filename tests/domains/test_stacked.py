@@ -157,10 +157,10 @@ def test_evaluate_reports_modes_with_the_real_floor(small_holdout):
 
 def test_eval_of_a_stacked_run_prints_modes_and_kl(small_holdout, tmp_path, monkeypatch, capsys):
     import ganforge
-    import ganforge.run
+    import ganforge.rundir.run
     from ganforge.cli import main
 
-    monkeypatch.setattr(ganforge.run, "EVAL_N", 100)  # the final evaluation of training
+    monkeypatch.setattr(ganforge.rundir.run, "EVAL_N", 100)  # the final evaluation of training
     run_dir = tmp_path / "stacked"
     summary = ganforge.train("stacked-mnist", out=run_dir, progress=False,
                              settings={"data.n": 256, "train.steps": 2, "train.batch": 16, "model.g_width": 8,

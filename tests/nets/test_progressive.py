@@ -20,8 +20,8 @@ from ganforge.nets.progressive import (
     progressive_discriminator,
     progressive_generator,
 )
-from ganforge.run import Run
-from ganforge.train.loop import NullCallbacks, Trainer, build_players
+from ganforge.rundir.run import Run
+from ganforge.engine.loop import NullCallbacks, Trainer, build_players
 
 
 def at_level(level: int, alpha: float, *nets) -> None:

@@ -4,7 +4,7 @@ import torch
 from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
 from ganforge.nets import get_net
-from ganforge.train.tricks import pack, packed_shape
+from ganforge.engine.tricks import pack, packed_shape
 
 SEQUENCE_NETS = ("gru", "lstm", "tcn")
 

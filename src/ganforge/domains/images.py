@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ganforge.config import DataConfig
-from ganforge.domains import Dataset, holdout_indices, register_domain
+from ganforge.domains.base import Dataset, holdout_indices, register_domain
 from ganforge.domains.stacked import read_stacked_mnist, stacked_scores
 from ganforge.errors import UsageError
 from ganforge.io import file_sha256, package_file

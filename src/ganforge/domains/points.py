@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ganforge.config import DataConfig
-from ganforge.domains import Dataset, holdout_indices, register_domain
+from ganforge.domains.base import BaseDomain, Dataset, distance_line, holdout_indices, modes_line, register_domain
 from ganforge.errors import UsageError
 from ganforge.io import file_sha256, is_number
 from ganforge.metrics import energy_distance, mixture_metrics, mmd_rbf, prdc
@@ -157,7 +157,7 @@ def read_points_file(path: Path) -> np.ndarray:
     return array.astype(np.float64)
 
 
-class PointsDomain:
+class PointsDomain(BaseDomain):
     name = "points"
     default_net = "mlp"
     default_z_dim = 16
@@ -244,10 +244,13 @@ class PointsDomain:
 
     def plot(self, samples: np.ndarray, dataset: Dataset, path: Path) -> None:
         """Scatter of generated samples over real data (first two coordinates)."""
-        from ganforge.plots import scatter_over_real
+        from ganforge.render.plots import scatter_over_real
 
         real = dataset.holdout if dataset.holdout is not None else self.decode(dataset.train[:EVAL_N], dataset.state)
         scatter_over_real(real, samples, dataset.meta.get("centres"), dataset.name, path)
+
+    def summary_lines(self, scores: dict[str, Any]) -> list[str]:
+        return modes_line(scores) + distance_line(scores)
 
 
 register_domain(PointsDomain())

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ganforge.config import DataConfig
-from ganforge.domains import Dataset, holdout_indices, register_domain
+from ganforge.domains.base import BaseDomain, Dataset, distance_line, holdout_indices, register_domain
 from ganforge.domains.points import csv_is_points
 from ganforge.errors import UsageError
 from ganforge.io import file_sha256, package_file
@@ -537,7 +537,7 @@ def load_frame(source: str) -> tuple["pd.DataFrame", str]:
 
 # --- the domain --------------------------------------------------------------------------------
 
-class TabularDomain:
+class TabularDomain(BaseDomain):
     name = "table"
     default_net = "tabular"
     default_z_dim = 128
@@ -645,10 +645,23 @@ class TabularDomain:
 
     def plot(self, samples: "pd.DataFrame", dataset: Dataset, path: Path) -> None:
         """Marginals of up to 12 columns: histograms for numbers, bar charts for categories."""
-        from ganforge.plots import table_marginals
+        from ganforge.render.plots import table_marginals
 
         real = dataset.holdout if dataset.holdout is not None else dataset.meta["frame"]
         table_marginals(real, samples, dataset.meta["kinds"], dataset.name, path)
+
+    def summary_lines(self, scores: dict[str, Any]) -> list[str]:
+        """Fidelity (column shapes, pair trends, detection), ML efficacy and privacy, on one line."""
+        if "column_shapes" not in scores:
+            return distance_line(scores)
+        line = (f"fidelity   column shapes {scores['column_shapes']:.3f}   pair trends {scores['column_pair_trends']:.3f}"
+                f"   detection AUC {scores.get('detection_auc', float('nan')):.3f}")
+        if "ml_synthetic" in scores:
+            line += f"   ML {scores['ml_metric']} {scores['ml_synthetic']:.3f} (real {scores['ml_real']:.3f})"
+        if "closer_to_train" in scores:
+            line += (f"   closer to train {scores['closer_to_train']:.2f} "
+                     f"(expected {scores['closer_to_train_expected']:.2f})")
+        return [line] + distance_line(scores)
 
 
 register_domain(TabularDomain())

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ganforge.config import DataConfig
-from ganforge.domains import Dataset, register_domain
+from ganforge.domains.base import DISTANCE_KEYS, BaseDomain, Dataset, distance_line, register_domain
 from ganforge.errors import UsageError
 from ganforge.io import file_sha256, is_number, package_file
 
@@ -501,7 +501,7 @@ def to_score_space(windows: np.ndarray, state: dict[str, Any]) -> np.ndarray:
 # The domain
 
 
-class SeriesDomain:
+class SeriesDomain(BaseDomain):
     name = "series"
     default_net = "tcn"
     default_z_dim = DEFAULT_WINDOW * Z_STEP
@@ -612,7 +612,7 @@ class SeriesDomain:
                 fh.write(",".join(["sample", "step", *names]) + "\n")
                 np.savetxt(fh, table, delimiter=",", fmt=["%d", "%d"] + ["%.10g"] * samples_arr.shape[2])
         elif suffix == ".png":
-            from ganforge.plots import series_grid
+            from ganforge.render.plots import series_grid
 
             series_grid(samples_arr, names, columns or min(len(samples_arr), 8), path)
         else:
@@ -621,11 +621,22 @@ class SeriesDomain:
     def plot(self, samples: np.ndarray, dataset: Dataset, path: Path) -> None:
         """Real vs synthetic: a few windows of the first feature, and TimeGAN's PCA and t-SNE of the
         windows (each averaged over its features), 1,000 per side."""
-        from ganforge.plots import series_vs_real
+        from ganforge.render.plots import series_vs_real
 
         real = to_score_space(dataset.holdout[:PLOT_N], dataset.state)
         fake = to_score_space(np.asarray(samples)[:PLOT_N], dataset.state)
         series_vs_real(real, fake, dataset.name, path)
+
+    summary_keys = DISTANCE_KEYS + ("acf_distance", "xcorr_distance")
+
+    def summary_lines(self, scores: dict[str, Any]) -> list[str]:
+        """TimeGAN's discriminative and predictive scores, then the distances (ACF, cross-correlation)."""
+        lines = []
+        if "discriminative" in scores:
+            lines.append(f"timegan    discriminative {scores['discriminative']:.4f} ± {scores['discriminative_std']:.4f}"
+                         f"   predictive {scores['predictive']:.4f} ± {scores['predictive_std']:.4f}"
+                         f"   ({scores['repeats']} repeats)")
+        return lines + distance_line(scores, self.summary_keys)
 
 
 register_domain(SeriesDomain())

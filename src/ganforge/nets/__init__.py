@@ -68,7 +68,7 @@ for _cell in ("gru", "lstm"):
     _g, _d = recurrent_family(_cell)
     register_net(_cell, NetFamily(generator=_g, discriminator=_d))
 register_net("tcn", NetFamily(generator=tcn_generator, discriminator=tcn_discriminator))
-# TimeGAN's R(S(G(z))), the generator a model.family=timegan run saves (ganforge.timegan trains it)
+# TimeGAN's R(S(G(z))), the generator a model.family=timegan run saves (ganforge.families.timegan trains it)
 register_net("timegan", NetFamily(generator=timegan_generator, discriminator=timegan_discriminator))
 
 # tables: CTGAN's residual G (tanh scalars, Gumbel-softmax groups) and packed critic with dropout

@@ -19,7 +19,7 @@ What samples, and what a run saves as its generator, is :class:`TimeGANSampler`,
 registered as the net ``timegan``, so ``Run.generator()``, ``ganforge sample`` and ``ganforge
 interpolate`` load it like any other G. It has no discriminator of windows: the registry's D
 builder refuses, so the GAN loop (``model.family=gan``) cannot pick it up by mistake; the training
-is :mod:`ganforge.timegan`.
+is :mod:`ganforge.families.timegan`.
 """
 
 from __future__ import annotations

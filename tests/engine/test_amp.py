@@ -15,11 +15,11 @@ from torch import nn
 from conftest import TINY
 from ganforge.config import RunConfig, set_value
 from ganforge.errors import UsageError
-from ganforge.run import Run, train
-from ganforge.train import checkpoint as ckpt
-from ganforge.train import precision
-from ganforge.train.loop import NullCallbacks, Trainer, build_players
-from ganforge.train.precision import Precision, resolve_amp, resolve_compile
+from ganforge.rundir.run import Run, train
+from ganforge.engine import checkpoint as ckpt
+from ganforge.engine import precision
+from ganforge.engine.loop import NullCallbacks, Trainer, build_players
+from ganforge.engine.precision import Precision, resolve_amp, resolve_compile
 
 CPU = torch.device("cpu")
 

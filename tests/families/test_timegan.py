@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import ganforge
-from ganforge import timegan
+from ganforge.families import timegan
 from ganforge.config import DataConfig, RunConfig
 from ganforge.domains import get_domain
 from ganforge.errors import UsageError
@@ -153,7 +153,7 @@ def test_sines_run_is_a_run_the_gan_tools_read(sines_run):
 def test_resume_continues_exactly(sines_run, tmp_path):
     """Resumed from its step-6 checkpoint (supervised phase), the run reaches the very weights,
     optimiser moments and RNG state of its uninterrupted step 12."""
-    from ganforge.run import train
+    from ganforge.rundir.run import train
 
     full, _ = sines_run
     out = tmp_path / "again"

@@ -134,7 +134,7 @@ def write_candidates(domain: Any, samples: np.ndarray, out: Path) -> None:
 
 
 def write_arithmetic(domain: Any, result: Any, out: Path) -> None:
-    """Write a :class:`ganforge.sample.VectorArithmetic` with samples: for images a ``.png`` figure
+    """Write a :class:`ganforge.render.latent.VectorArithmetic` with samples: for images a ``.png`` figure
     (:func:`arithmetic_figure`); otherwise the domain's sample file with the rows: each group's mean,
     then the result, then the neighbours."""
     out, samples = Path(out), result.samples

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ganforge.config import RunConfig, set_value
-from ganforge.train.loop import NullCallbacks, Trainer, build_players
+from ganforge.engine.loop import NullCallbacks, Trainer, build_players
 
 
 

@@ -13,8 +13,8 @@ from conftest import TINY
 from ganforge.cli import main
 from ganforge.config import RunConfig, set_value
 from ganforge.errors import UsageError
-from ganforge.run import Run, run_lock, train
-from ganforge.train import checkpoint as ckpt
+from ganforge.rundir.run import Run, run_lock, train
+from ganforge.engine import checkpoint as ckpt
 
 SETTINGS = (*TINY, "train.steps=60", "train.ckpt_every=20", "train.instance_noise=0.1")
 FLAGS = [a for kv in SETTINGS for a in ("--set", kv)]

@@ -14,7 +14,7 @@ import pytest
 
 import ganforge
 from ganforge.cli import main
-from ganforge.report import read_run
+from ganforge.rundir.report import read_run
 
 TINY = {"model.g_width": 32, "model.d_width": 32, "model.g_depth": 2, "model.d_depth": 2, "train.batch": 64,
         "train.steps": 40, "train.log_every": 5, "train.ckpt_every": 20, "train.eval_every": 20}
@@ -131,7 +131,7 @@ def test_out_is_written_atomically(runs, tmp_path, monkeypatch):
     out = tmp_path / "r.html"
     out.write_text("previous", encoding="utf-8")
     # a lone surrogate cannot be encoded: the write fails after it has started
-    module = importlib.import_module("ganforge.report")  # ganforge.report is the function
+    from ganforge.rundir import report as module
     monkeypatch.setattr(module, "render", lambda runs, draw=False: "<html>" + "x" * 100_000 + "\ud800")
     with pytest.raises(UnicodeEncodeError):
         ganforge.report(runs["ns"], out=out)

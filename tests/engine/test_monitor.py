@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ganforge.train.monitor import Alarms, Monitor, diversity_ratio
+from ganforge.engine.monitor import Alarms, Monitor, diversity_ratio
 
 
 def test_confusion_matrix_and_accuracies_from_known_logits():

@@ -8,7 +8,7 @@ A run directory holds::
     checkpoints/       step-XXXXXXXX/{weights.safetensors,state.json}, newest two kept
     samples.npy/.png   samples from the final generator and their plot
     summary.json       the final one-screen summary
-    tensorboard/       TensorBoard event files, with train.tensorboard=true (see ganforge.tracking)
+    tensorboard/       TensorBoard event files, with train.tensorboard=true (see ganforge.render.tracking)
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ from ganforge.domains import Dataset, get_domain, infer_domain
 from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.io import atomic_write, write_json
 from ganforge.losses import get_loss
-from ganforge.sample import latents, lerp, slerp
-from ganforge.tracking import TensorBoardLog, require_tensorboard
-from ganforge.train import checkpoint as ckpt
-from ganforge.train import distributed
-from ganforge.train.distributed import Shard
-from ganforge.train.loop import Trainer, build_discriminator, build_generator, build_players, set_progress
-from ganforge.train.precision import resolve_amp
+from ganforge.render.latent import latents, lerp, slerp
+from ganforge.render.tracking import TensorBoardLog, require_tensorboard
+from ganforge.engine import checkpoint as ckpt
+from ganforge.engine import distributed
+from ganforge.engine.distributed import Shard
+from ganforge.engine.loop import Trainer, build_discriminator, build_generator, build_players, set_progress
+from ganforge.engine.precision import resolve_amp
 
 EVAL_N = 2500
 
@@ -338,11 +338,11 @@ class Run:
         of ``sample(n, seed, truncation)`` (``"3,7,9 - 1,4 + 12"``), or ``class:K``: every latent of
         the pool ``latents(pool, z_dim, seed + 1, truncation)`` whose image the ``classifier``
         (an extractor with ``predict``, e.g. ``digits-cnn`` for 28x28 gray digits) calls class K.
-        Returns a :class:`ganforge.sample.VectorArithmetic` (the latents) with ``samples`` filled:
+        Returns a :class:`ganforge.render.latent.VectorArithmetic` (the latents) with ``samples`` filled:
         ``means [k, ...]``, ``result [1, ...]``, ``neighbours [neighbours, ...]`` and ``members``
         (up to three per group).
         """
-        from ganforge.sample import (POOL_SEED_OFFSET, class_members, index_members, parse_expression,
+        from ganforge.render.latent import (POOL_SEED_OFFSET, class_members, index_members, parse_expression,
                                      predict_classes, vector_arithmetic)
 
         groups = parse_expression(expr)
@@ -392,11 +392,11 @@ def resolve(cfg: RunConfig) -> Dataset:
     # the domain's recipe, with the data set's own hints on top (e.g. a table's steps by its size)
     recipe = {**domain.defaults, **dataset.meta.get("defaults", {})}
     if cfg.model.family == "vae":
-        from ganforge.vae import VAE_DEFAULTS
+        from ganforge.families.vae import VAE_DEFAULTS
 
         recipe.update(VAE_DEFAULTS)
     if cfg.model.family == "timegan":
-        from ganforge import timegan
+        from ganforge.families import timegan
 
         recipe.update(timegan.TIMEGAN_DEFAULTS)
     apply_defaults(cfg, recipe)
@@ -420,7 +420,7 @@ def resolve(cfg: RunConfig) -> Dataset:
     if cfg.model.family != "timegan":  # TimeGAN's D judges latents, not windows (ganforge.nets.timegan)
         build_discriminator(cfg, cfg.model.net, dataset.sample_shape, cpu, net_args)
     if cfg.model.family == "vae":
-        from ganforge import vae
+        from ganforge.families import vae
 
         vae.check(cfg, dataset)
     return dataset
@@ -450,7 +450,7 @@ def train(cfg: RunConfig, out: Path | None = None, resume: Path | None = None, s
     """Train a new run (``cfg``, written to ``out``) or continue ``resume``; returns the summary.
 
     Started by torchrun (WORLD_SIZE > 1 in the environment), every process calls this and they
-    train together (see ganforge.train.distributed); rank 0 writes the run directory and returns
+    train together (see ganforge.engine.distributed); rank 0 writes the run directory and returns
     the summary, the other ranks return None.
     """
     shard = distributed.init_from_env()
@@ -506,12 +506,12 @@ def _train_locked(run: Run | None, cfg: RunConfig, dataset: Dataset, resuming: b
                   shard: Shard = Shard()) -> dict[str, Any] | None:
     """Train with the run directory locked; on ranks other than 0, ``run`` may be None (nothing is written)."""
     device = distributed.device_for(shard, resolve_device(cfg.device))
-    if cfg.model.family == "vae":  # not a game: its own short loop (ganforge.vae)
-        from ganforge.vae import train_vae
+    if cfg.model.family == "vae":  # not a game: its own short loop (ganforge.families.vae)
+        from ganforge.families.vae import train_vae
 
         return train_vae(run, cfg, dataset, resuming, progress, echo, shard.world, device)
-    if cfg.model.family == "timegan":  # five networks in three phases (ganforge.timegan)
-        from ganforge.timegan import train_timegan
+    if cfg.model.family == "timegan":  # five networks in three phases (ganforge.families.timegan)
+        from ganforge.families.timegan import train_timegan
 
         return train_timegan(run, cfg, dataset, resuming, progress, echo, shard.world, device)
     # data.json's net_args; ranks other than 0 may have no run directory to read, only the same data
@@ -602,7 +602,7 @@ class _Callbacks:
         self.tensorboard: TensorBoardLog | None = None
 
     def start(self, elapsed_before: float, step: int) -> None:
-        from ganforge.pictures import prune_frames
+        from ganforge.render.pictures import prune_frames
 
         self.t0 = time.perf_counter() - elapsed_before
         self.start_step = step
@@ -635,9 +635,9 @@ class _Callbacks:
             self.snapshot(step)
 
     def snapshot(self, step: int) -> None:
-        """Draw G_ema's samples of the fixed progress latents (see ganforge.pictures) into
+        """Draw G_ema's samples of the fixed progress latents (see ganforge.render.pictures) into
         ``RUN/progress/step-XXXXXXXX.png``; for conditional runs with the loop's fixed conditions."""
-        from ganforge.pictures import FRAME_SEED, frame_count, frame_path, write_frame
+        from ganforge.render.pictures import FRAME_SEED, frame_count, frame_path, write_frame
 
         trainer, run = self.trainer, self.run
         if not trainer.t.snapshot_every:
@@ -691,7 +691,7 @@ class _Callbacks:
         if self.tensorboard:
             self.tensorboard.picture("samples", run.path / "samples.png", step)
         if trainer.t.snapshot_every:
-            from ganforge.pictures import write_progress_gif
+            from ganforge.render.pictures import write_progress_gif
 
             self.snapshot(step)
             write_progress_gif(run.path)

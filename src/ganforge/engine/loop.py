@@ -24,11 +24,11 @@ from ganforge.config import RunConfig
 from ganforge.errors import TrainingDiverged
 from ganforge.losses import get_loss, gradient_penalty, r1_penalty
 from ganforge.nets import get_net
-from ganforge.train import tricks
+from ganforge.engine import tricks
 from ganforge.nets.layers import MinibatchStdDev
-from ganforge.train.distributed import Shard, data_parallel, sync_batch_norm
-from ganforge.train.monitor import Monitor, diversity_ratio, grad_norm
-from ganforge.train.precision import Precision
+from ganforge.engine.distributed import Shard, data_parallel, sync_batch_norm
+from ganforge.engine.monitor import Monitor, diversity_ratio, grad_norm
+from ganforge.engine.precision import Precision
 
 BATCH_DEPENDENT = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev)
 DIVERSITY_N = 256
@@ -144,11 +144,11 @@ class Trainer:
     and the conditions both players train on (fakes are made for the same conditions); all its
     randomness must come from the generator it is given, so a resumed run repeats itself.
 
-    ``shard`` (see ganforge.train.distributed): on several ranks, every random draw is made for the
+    ``shard`` (see ganforge.engine.distributed): on several ranks, every random draw is made for the
     global batch and cut to this rank's rows, so the generator's stream is a single process's; G and
     D train through DistributedDataParallel wrappers (``G_train``, ``D_train``) that average gradients.
 
-    ``precision`` (see ganforge.train.precision, ``train.amp`` and ``train.compile``): the nets'
+    ``precision`` (see ganforge.engine.precision, ``train.amp`` and ``train.compile``): the nets'
     forward passes run under its autocast and their outputs are cast to float32 for the losses;
     ``G_fwd``/``D_fwd`` are the (possibly compiled) nets for forwards outside the DDP wrappers.
     """

@@ -51,8 +51,8 @@ from ganforge.domains import Dataset
 from ganforge.errors import UsageError
 from ganforge.losses import get_loss
 from ganforge.nets.timegan import embedder, latent_discriminator
-from ganforge.train.loop import build_generator
-from ganforge.train.own_loop import OwnLoop
+from ganforge.engine.loop import build_generator
+from ganforge.families.own_loop import OwnLoop
 
 NET = "timegan"
 TIMEGAN_DEFAULTS: dict[str, Any] = {
@@ -260,7 +260,7 @@ def check(cfg: RunConfig, dataset: Dataset) -> None:
 
 def train_timegan(run: Any, cfg: RunConfig, dataset: Dataset, resuming: bool, progress: bool, echo,
                   world: int, device: torch.device) -> dict[str, Any]:
-    """Train (or resume) the TimeGAN of ``run`` (a locked :class:`ganforge.run.Run`); returns the summary."""
+    """Train (or resume) the TimeGAN of ``run`` (a locked :class:`ganforge.rundir.run.Run`); returns the summary."""
     if world > 1:
         raise UsageError("model.family=timegan trains on one process; start it without torchrun")
     loop = _Loop(run, cfg, dataset, Parts(cfg, dataset.train.to(device), device), device)

@@ -70,7 +70,7 @@ class Monitor:
         self._acc_g += torch.stack([loss_g.detach().double(), torch.ones((), device=self.device, dtype=torch.float64)])
 
     def merge_ranks(self, shard) -> None:
-        """On several ranks (a ``ganforge.train.distributed.Shard``): sum every rank's statistics, so
+        """On several ranks (a ``ganforge.engine.distributed.Shard``): sum every rank's statistics, so
         the record is that of the global batch; the losses, each rank's mean over its equal share,
         are averaged. Every rank then holds the same sums, and raises the same alarms."""
         if shard.world == 1:

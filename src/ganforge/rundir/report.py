@@ -280,7 +280,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _curves(runs: Sequence[RunRecords], key: str) -> str:
-    from ganforge.plots import figure_png, pyplot
+    from ganforge.render.plots import figure_png, pyplot
 
     panel = PANELS[key]
     if not any(r.logs for r in runs):
@@ -316,7 +316,7 @@ def _curves(runs: Sequence[RunRecords], key: str) -> str:
 
 
 def _confusion_section(runs: Sequence[RunRecords]) -> str:
-    from ganforge.plots import figure_png, pyplot
+    from ganforge.render.plots import figure_png, pyplot
 
     if not any(r.logs for r in runs):
         return _note("No monitor records yet.")
@@ -360,7 +360,7 @@ def _confusion_table(run: RunRecords) -> str:
 
 
 def _evaluation_section(runs: Sequence[RunRecords]) -> str:
-    from ganforge.plots import figure_png, pyplot
+    from ganforge.render.plots import figure_png, pyplot
 
     keys: list[str] = []
     for run in runs:
@@ -400,7 +400,7 @@ def _evaluation_section(runs: Sequence[RunRecords]) -> str:
 # --- pictures, warnings, summary, config --------------------------------------------------------
 
 def _samples_section(runs: Sequence[RunRecords], draw: bool) -> str:
-    from ganforge.pictures import GIF_NAME, list_frames
+    from ganforge.render.pictures import GIF_NAME, list_frames
 
     parts = []
     for run in runs:
@@ -462,8 +462,8 @@ def _drawn(run: RunRecords) -> str:
     picture (an image grid, or a scatter over the data)."""
     import tempfile
 
-    from ganforge.pictures import FRAME_SEED, frame_count
-    from ganforge.run import Run
+    from ganforge.render.pictures import FRAME_SEED, frame_count
+    from ganforge.rundir.run import Run
 
     try:
         loaded = Run(run.path)

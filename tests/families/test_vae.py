@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from conftest import TINY
 from ganforge.config import RunConfig, set_value
 from ganforge.errors import UsageError
-from ganforge.run import resolve
-from ganforge.vae import _Parts, gaussian_kl, gaussian_nll, kl_weight, negative_elbo
+from ganforge.rundir.run import resolve
+from ganforge.families.vae import _Parts, gaussian_kl, gaussian_nll, kl_weight, negative_elbo
 
 VAE = ["model.family=vae"]
 

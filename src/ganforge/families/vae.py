@@ -23,7 +23,7 @@ run directory that ``ganforge sample``, ``eval`` and ``interpolate`` read like a
   with the KL term warmed up over the first :data:`KL_WARMUP` of the steps.
 
 It trains in its own short loop: a VAE is one network pair minimising one loss, not a game, so
-``train/loop.py`` (Algorithm 1) does not apply. ``metrics.jsonl`` holds ``{step, loss, recon, kl,
+``engine/loop.py`` (Algorithm 1) does not apply. ``metrics.jsonl`` holds ``{step, loss, recon, kl,
 sigma, time}`` every ``train.log_every`` steps and the domain's scores every ``train.eval_every``;
 checkpoints use the GAN's safetensors format and ``--resume`` continues exactly.
 """
@@ -41,8 +41,8 @@ from torch import Tensor, nn
 from ganforge.config import RunConfig
 from ganforge.domains import Dataset
 from ganforge.errors import UsageError
-from ganforge.train.loop import build_discriminator, build_generator
-from ganforge.train.own_loop import OwnLoop
+from ganforge.engine.loop import build_discriminator, build_generator
+from ganforge.families.own_loop import OwnLoop
 
 VAE_DEFAULTS: dict[str, Any] = {
     # the VAE recipe, over the domain's GAN recipe for keys the user left alone: Adam at 1e-3 with
@@ -186,7 +186,7 @@ class _Parts:
 
 def train_vae(run: Any, cfg: RunConfig, dataset: Dataset, resuming: bool, progress: bool, echo,
               world: int, device: torch.device) -> dict[str, Any]:
-    """Train (or resume) the VAE of ``run`` (a locked :class:`ganforge.run.Run`); returns the summary."""
+    """Train (or resume) the VAE of ``run`` (a locked :class:`ganforge.rundir.run.Run`); returns the summary."""
     if world > 1:
         raise UsageError("model.family=vae trains on one process; start it without torchrun")
     loop = _Loop(run, cfg, dataset, _Parts(cfg, dataset.sample_shape, device, run.net_args), device)

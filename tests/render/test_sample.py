@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ganforge.sample import latents, lerp, slerp
+from ganforge.render.latent import latents, lerp, slerp
 
 
 def test_latents_are_reproducible_and_truncated():

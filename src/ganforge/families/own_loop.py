@@ -1,6 +1,6 @@
 """The run-directory side of a model family that trains in its own loop (the VAE, TimeGAN).
 
-Algorithm 1 (``train/loop.py``) is one game of two players; a family that is not that game (a VAE
+Algorithm 1 (``engine/loop.py``) is one game of two players; a family that is not that game (a VAE
 minimising one loss, TimeGAN's three phases of five networks) writes its own short loop, and
 subclasses :class:`OwnLoop` for everything else a run directory needs, so its runs read like a
 GAN run's: checkpoints in the GAN's safetensors format (with ``--resume`` continuing exactly), the
@@ -26,7 +26,7 @@ from ganforge.config import RunConfig
 from ganforge.domains import Dataset
 from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.io import write_json
-from ganforge.train import checkpoint as ckpt
+from ganforge.engine import checkpoint as ckpt
 
 
 class OwnLoop:
@@ -70,7 +70,7 @@ class OwnLoop:
     def train(self, step: int, progress: bool) -> dict[str, Any]:
         """Train from ``step`` to ``train.steps``: a log every ``log_every`` steps and at the end, a quick
         evaluation every ``eval_every`` and a checkpoint every ``ckpt_every`` steps, then :meth:`finish`."""
-        from ganforge.pictures import prune_frames
+        from ganforge.render.pictures import prune_frames
 
         t = self.t
         start_step, t_start = step, time.perf_counter()
@@ -135,8 +135,8 @@ class OwnLoop:
     @torch.no_grad()
     def snapshot(self, step: int) -> None:
         """The sampler's samples of the fixed progress latents, as a GAN run draws G_ema's."""
-        from ganforge.pictures import FRAME_SEED, frame_count, frame_path, write_frame
-        from ganforge.sample import latents
+        from ganforge.render.pictures import FRAME_SEED, frame_count, frame_path, write_frame
+        from ganforge.render.latent import latents
 
         if not self.t.snapshot_every:
             return
@@ -148,7 +148,7 @@ class OwnLoop:
         write_frame(run.domain, run.domain.decode(encoded, run.data_state), self.dataset, frame_path(run.path, step))
 
     def evaluate(self, step: int, quick: bool) -> dict:
-        from ganforge.run import EVAL_N
+        from ganforge.rundir.run import EVAL_N
 
         sampler = self.sampler()
         sampler.eval()  # batch norm on its running statistics, as G_ema samples
@@ -168,8 +168,8 @@ class OwnLoop:
 
     def finish(self, step: int, start_step: int, wall: float) -> dict[str, Any]:
         """The last checkpoint, a full evaluation, the samples, their plot and ``summary.json``."""
-        from ganforge.pictures import write_progress_gif
-        from ganforge.run import EVAL_N
+        from ganforge.render.pictures import write_progress_gif
+        from ganforge.rundir.run import EVAL_N
 
         run, cfg = self.run, self.cfg
         self.checkpoint(step)

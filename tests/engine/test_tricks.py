@@ -3,7 +3,7 @@ import torch
 
 from ganforge.config import TrainConfig
 from ganforge.nets.layers import MinibatchStdDev
-from ganforge.train import tricks
+from ganforge.engine import tricks
 
 
 def test_no_label_tricks_means_plain_targets():
