@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ganforge.registry import Registry
+
 DLoss = Callable[..., Tensor]
 GLoss = Callable[[Tensor], Tensor]
 
@@ -43,7 +45,7 @@ class Loss:
     """A penalty the loss always carries (``gp`` for wgan-gp)."""
 
 
-LOSSES: dict[str, Loss] = {}
+LOSSES: Registry[Loss] = Registry("loss")
 
 
 def register_loss(name: str, *, uses_labels: bool, penalty: str | None = None):
@@ -57,11 +59,7 @@ def register_loss(name: str, *, uses_labels: bool, penalty: str | None = None):
 
 
 def get_loss(name: str) -> Loss:
-    from ganforge.errors import UsageError
-
-    if name not in LOSSES:
-        raise UsageError(f"unknown loss '{name}'; choose one of {', '.join(LOSSES)}")
-    return LOSSES[name]
+    return LOSSES.get_entry(name)
 
 
 def _bce(logits: Tensor, target: Tensor | float) -> Tensor:

@@ -14,7 +14,7 @@ import copy
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Protocol
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,11 +24,13 @@ from ganforge.config import RunConfig
 from ganforge.errors import TrainingDiverged
 from ganforge.losses import get_loss, gradient_penalty, r1_penalty
 from ganforge.nets import get_net
+from ganforge.nets.registry import check_net_args
 from ganforge.engine import tricks
 from ganforge.nets.layers import MinibatchStdDev
 from ganforge.engine.distributed import Shard, data_parallel, sync_batch_norm
 from ganforge.engine.monitor import Monitor, diversity_ratio, grad_norm
 from ganforge.engine.precision import Precision
+from ganforge.engine.steps import Callbacks, StepLoop
 
 BATCH_DEPENDENT = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev)
 DIVERSITY_N = 256
@@ -62,14 +64,18 @@ def build_generator(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[in
     ``net_args`` are the data set's facts a net family needs beyond the sample shape, saved with
     the run (e.g. ``n_classes`` for class-conditional nets, ``cond_shape`` for image-conditional ones).
     """
-    return get_net(net).generator(cfg.model, z_dim, sample_shape, **(net_args or {})).to(device)
+    builder = get_net(net).generator
+    check_net_args(net, builder, net_args or {})
+    return builder(cfg.model, z_dim, sample_shape, **(net_args or {})).to(device)
 
 
 def build_discriminator(cfg: RunConfig, net: str, sample_shape: tuple[int, ...], device: torch.device,
                         net_args: dict | None = None) -> nn.Module:
     """D for samples of ``sample_shape``, with PacGAN packing folded into its input."""
     shape = tricks.packed_shape(sample_shape, cfg.train.pack)
-    return get_net(net).discriminator(cfg.model, shape, **(net_args or {})).to(device)
+    builder = get_net(net).discriminator
+    check_net_args(net, builder, net_args or {})
+    return builder(cfg.model, shape, **(net_args or {})).to(device)
 
 
 def build_players(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[int, ...], device: torch.device,
@@ -91,14 +97,6 @@ conditional data set draws a minibatch when uniform rows with their own conditio
 wants, e.g. CTGAN's training-by-sampling (a condition first, then a real row that satisfies it)."""
 
 
-class Callbacks(Protocol):
-    def on_log(self, record: dict) -> None: ...
-
-    def on_checkpoint(self, step: int) -> None: ...
-
-    def on_eval(self, step: int) -> None: ...
-
-
 def set_progress(modules, fraction: float) -> None:
     """Tell nets with a training schedule (progressive growing) how far training is, in [0, 1]."""
     for module in modules:
@@ -114,23 +112,7 @@ def split_d_output(out: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor 
     return out, None
 
 
-class NullCallbacks:
-    """Callbacks that write nothing and only keep the last log record (``.last``): for driving a
-    ``Trainer`` directly (tests, benchmarks, notebooks)."""
-
-    last: dict | None = None
-
-    def on_log(self, record: dict) -> None:
-        self.last = record
-
-    def on_checkpoint(self, step: int) -> None:
-        pass
-
-    def on_eval(self, step: int) -> None:
-        pass
-
-
-class Trainer:
+class Trainer(StepLoop):
     """Sequences D and G steps, EMA, logging, evaluation and checkpoints; written once for every domain.
 
     Conditional training: with ``cond`` (one condition per training sample: int64 class labels
@@ -174,7 +156,7 @@ class Trainer:
             raise ValueError(f"{len(self.cond)} conditions for {len(self.data)} samples")
         if sampler is not None and self.cond is None:
             raise ValueError("a minibatch sampler needs the data set's conditions (cond)")
-        self.sampler = sampler
+        self.batch_sampler = sampler
         self.device = device
         self.callbacks = callbacks
         self.loss = get_loss(self.t.loss)
@@ -183,6 +165,7 @@ class Trainer:
         # Without batch-dependent layers, one D call on [real; fake] equals two separate calls, only faster.
         self.batch_dependent_D = any(isinstance(m, BATCH_DEPENDENT) for m in players.D.modules())
         self.step = 0
+        self.samples_per_step = self.t.batch * self.t.n_critic
         self.d_steps_since_log = 0
         self.kept: tuple[Tensor, Tensor, Tensor | None] | None = None  # last D step's fakes (with G's graph), rows, conditions
         fixed = torch.Generator(device=device).manual_seed(cfg.seed + 2)
@@ -217,8 +200,8 @@ class Trainer:
     def minibatch(self) -> tuple[Tensor, Tensor, Tensor | None]:
         """This rank's rows of the global minibatch: (row indices, samples, conditions)."""
         take = self.shard.take
-        if self.sampler is not None:
-            index, c = self.sampler(self.t.batch, self.gen)
+        if self.batch_sampler is not None:
+            index, c = self.batch_sampler(self.t.batch, self.gen)
             index, c = take(index), take(c)
             return index, self.data[index], c
         index = take(torch.randint(len(self.data), (self.t.batch,), generator=self.gen, device=self.device))
@@ -336,30 +319,25 @@ class Trainer:
             for group in opt.param_groups:
                 group["lr"] = lr * factor
 
-    # --- the loop -------------------------------------------------------------------------
-    def run(self, progress: Callable[[int], None] | None = None) -> None:
-        """Train from ``self.step`` to ``train.steps``; raises TrainingDiverged on NaN/inf."""
-        t = self.t
+    # --- the loop (its cadence is StepLoop.run) ----------------------------------------------
+    def begin(self) -> None:
         self.p.G.train()
         self.p.D.train()
-        while self.step < t.steps:
-            set_progress((self.p.G, self.p.D, self.p.G_ema), self.step / max(t.steps, 1))
-            self.set_learning_rates()
-            noise_std = tricks.instance_noise_std(t, self.step)
-            for i in range(t.n_critic):
-                self.d_step(noise_std, i)
-            self.g_step(noise_std)
-            self.step += 1
-            self.update_ema()
-            if progress is not None:
-                progress(self.step)
-            if self.step % t.log_every == 0 or self.step == t.steps:
-                self.log()
-            if t.eval_every and self.step % t.eval_every == 0 and self.step != t.steps:
-                self.callbacks.on_eval(self.step)
-            if self.step % t.ckpt_every == 0 and self.step != t.steps:
-                self.callbacks.on_checkpoint(self.step)
+
+    def iteration(self) -> None:
+        """k D steps, one G step, then the moving average of G; raises TrainingDiverged on NaN/inf."""
+        t = self.t
         set_progress((self.p.G, self.p.D, self.p.G_ema), self.step / max(t.steps, 1))
+        self.set_learning_rates()
+        noise_std = tricks.instance_noise_std(t, self.step)
+        for i in range(t.n_critic):
+            self.d_step(noise_std, i)
+        self.g_step(noise_std)
+        self.step += 1
+        self.update_ema()
+
+    def end(self) -> None:
+        set_progress((self.p.G, self.p.D, self.p.G_ema), self.step / max(self.t.steps, 1))
 
     def log(self) -> None:
         self.p.G.eval()
@@ -389,3 +367,24 @@ class Trainer:
 
     def generators(self) -> dict[str, torch.Generator]:
         return {"train": self.gen, "torch_global": torch.default_generator}
+
+    def sampler(self) -> nn.Module:
+        return self.p.G_ema
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"monitor": self.monitor.state()}
+        if self.precision.scaler is not None:
+            state["grad_scaler"] = self.precision.state()  # the fp16 loss scale it has found
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.monitor.load_state(state.get("monitor", {}))
+        self.precision.load_state(state.get("grad_scaler"))
+
+    def postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        return {"D": f"{record['loss_d']:.3f}", "G": f"{record['loss_g']:.3f}", "Dx": f"{record['d_real']:.2f}",
+                "DGz": f"{record['d_fake']:.2f}"}
+
+    def summary(self) -> dict[str, Any]:
+        # what train.amp and train.compile resolved to, and the monitor's warnings
+        return {"precision": self.precision.summary(), "warnings": self.monitor.warnings}

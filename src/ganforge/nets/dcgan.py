@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
 from ganforge.nets.layers import MinibatchStdDev, check_labels, maybe_spectral_norm
+from ganforge.nets.registry import NetFamily, register_net
 
 ConvNorm = Literal["none", "batch", "instance", "layer"]
 Upsample = Literal["transposed", "pixelshuffle"]
@@ -97,7 +98,7 @@ def dcgan_init_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _up(c_in: int, c_out: int, mode: Upsample, bias: bool) -> nn.Module:
+def up_block(c_in: int, c_out: int, mode: Upsample, bias: bool) -> nn.Module:
     """``[N, c_in, h, w] -> [N, c_out, 2h, 2w]``."""
     if mode == "transposed":
         return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)
@@ -107,7 +108,7 @@ def _up(c_in: int, c_out: int, mode: Upsample, bias: bool) -> nn.Module:
     raise UsageError(f"unknown upsampling '{mode}' for dcgan; choose transposed or pixelshuffle")
 
 
-def _down(c_in: int, c_out: int, mode: Downsample, bias: bool) -> nn.Module:
+def down_block(c_in: int, c_out: int, mode: Downsample, bias: bool) -> nn.Module:
     """``[N, c_in, h, w] -> [N, c_out, h/2, w/2]``."""
     if mode == "strided":
         return nn.Conv2d(c_in, c_out, 4, 2, 1, bias=bias)
@@ -138,12 +139,12 @@ class DCGANGenerator(nn.Module):
         )]
         for i in range(1, k):
             stages.append(nn.Sequential(
-                _up(widths[i - 1], widths[i], upsample, bias),  # [N, widths[i], h0 * 2^i, w0 * 2^i]
+                up_block(widths[i - 1], widths[i], upsample, bias),  # [N, widths[i], h0 * 2^i, w0 * 2^i]
                 make_norm_2d(norm, widths[i]),
                 nn.ReLU(),
             ))
         stages.append(nn.Sequential(
-            _up(widths[-1], channels, upsample, bias=True),  # [N, channels, height, width]
+            up_block(widths[-1], channels, upsample, bias=True),  # [N, channels, height, width]
             nn.Tanh(),
         ))
         self.stages = nn.Sequential(*stages)
@@ -171,13 +172,13 @@ class DCGANDiscriminator(nn.Module):
         self.in_shape = (channels, height, width)
         widths = [min(base_width * 2**j, max_channels) for j in range(k)]  # channels after each halving
         stages: list[nn.Module] = [nn.Sequential(
-            _down(channels, widths[0], downsample, bias=True),  # [N, widths[0], H/2, W/2]
+            down_block(channels, widths[0], downsample, bias=True),  # [N, widths[0], H/2, W/2]
             nn.LeakyReLU(0.2),  # no norm on the first layer (DCGAN)
         )]
         bias = norm == "none"
         for j in range(1, k):
             stages.append(nn.Sequential(
-                _down(widths[j - 1], widths[j], downsample, bias),  # [N, widths[j], H/2^(j+1), W/2^(j+1)]
+                down_block(widths[j - 1], widths[j], downsample, bias),  # [N, widths[j], H/2^(j+1), W/2^(j+1)]
                 make_norm_2d(norm, widths[j]),
                 nn.LeakyReLU(0.2),
             ))
@@ -332,3 +333,6 @@ def dcgan_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...], *, n_cla
                                              m.spectral_norm, m.minibatch_stddev, m.cond_d, max_channels)
     return DCGANDiscriminator(channels, height, width, m.d_width, m.d_norm, downsample, m.spectral_norm,
                               m.minibatch_stddev, max_channels)
+
+
+register_net("dcgan", NetFamily(generator=dcgan_generator, discriminator=dcgan_discriminator))

@@ -41,8 +41,9 @@ from torch import Tensor, nn
 
 from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
-from ganforge.nets.dcgan import ConvNorm, Downsample, Upsample, _down, _up, dcgan_init_, make_norm_2d
+from ganforge.nets.dcgan import ConvNorm, Downsample, Upsample, down_block, up_block, dcgan_init_, make_norm_2d
 from ganforge.nets.layers import MinibatchStdDev, maybe_spectral_norm
+from ganforge.nets.registry import NetFamily, register_net
 
 COND_RESAMPLE = "bicubic"
 MAX_UNET_DEPTH = 8
@@ -123,7 +124,7 @@ class UNetGenerator(nn.Module):
         for i in range(depth):  # level i: [N, c_in, Hp / 2^i, ...] -> [N, widths[i], Hp / 2^(i+1), ...]
             normed = 0 < i < depth - 1  # not the first layer, not the bottleneck
             layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2)]
-            layers.append(_down(c_in, widths[i], downsample, bias=bias or not normed))
+            layers.append(down_block(c_in, widths[i], downsample, bias=bias or not normed))
             if normed:
                 layers.append(make_norm_2d(norm, widths[i]))
             self.down.append(nn.Sequential(*layers))
@@ -132,9 +133,9 @@ class UNetGenerator(nn.Module):
         for i in reversed(range(depth)):  # level i: [N, (2x) widths[i], Hp / 2^(i+1)] -> [N, widths[i-1], Hp / 2^i]
             c_in = widths[i] if i == depth - 1 else 2 * widths[i]  # below the bottleneck: concat with the skip
             if i == 0:
-                self.up.append(nn.Sequential(nn.ReLU(), _up(c_in, channels, upsample, bias=True), nn.Tanh()))
+                self.up.append(nn.Sequential(nn.ReLU(), up_block(c_in, channels, upsample, bias=True), nn.Tanh()))
                 continue
-            layers = [nn.ReLU(), _up(c_in, widths[i - 1], upsample, bias), make_norm_2d(norm, widths[i - 1])]
+            layers = [nn.ReLU(), up_block(c_in, widths[i - 1], upsample, bias), make_norm_2d(norm, widths[i - 1])]
             if dropout > 0 and i >= depth - 3:  # pix2pix: dropout in the three innermost decoder levels
                 layers.append(nn.Dropout(dropout))
             self.up.append(nn.Sequential(*layers))
@@ -181,11 +182,11 @@ class PatchDiscriminator(nn.Module):
         widths = _widths(base_width, n + 1)
         bias = norm == "none"
         layers: list[nn.Module] = [
-            _down(channels + cond_shape[0], widths[0], downsample, bias=True),  # [N, widths[0], H/2, W/2]
+            down_block(channels + cond_shape[0], widths[0], downsample, bias=True),  # [N, widths[0], H/2, W/2]
             nn.LeakyReLU(0.2),  # no norm on the first layer
         ]
         for i in range(1, n):
-            layers += [_down(widths[i - 1], widths[i], downsample, bias),  # [N, widths[i], H/2^(i+1), W/2^(i+1)]
+            layers += [down_block(widths[i - 1], widths[i], downsample, bias),  # [N, widths[i], H/2^(i+1), W/2^(i+1)]
                        make_norm_2d(norm, widths[i]), nn.LeakyReLU(0.2)]
         layers += [nn.Conv2d(widths[n - 1], widths[n], 4, 1, 1, bias=bias),  # [N, widths[n], H/2^n - 1, ...]
                    make_norm_2d(norm, widths[n]), nn.LeakyReLU(0.2)]
@@ -243,3 +244,6 @@ def pix2pix_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...], *, n_c
     m = model_cfg
     return PatchDiscriminator(channels, height, width, cond, m.d_width, m.d_norm, m.downsample, m.spectral_norm,
                               m.minibatch_stddev)
+
+
+register_net("pix2pix", NetFamily(generator=pix2pix_generator, discriminator=pix2pix_discriminator))

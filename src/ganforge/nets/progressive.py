@@ -56,6 +56,7 @@ from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
 from ganforge.nets.dcgan import plan_resolution
 from ganforge.nets.layers import MinibatchStdDev, PixelNorm, maybe_spectral_norm
+from ganforge.nets.registry import NetFamily, register_net
 
 SLOPE = 0.2
 
@@ -261,3 +262,6 @@ def progressive_discriminator(model_cfg: ModelConfig, shape: tuple[int, ...], *,
     channels, height, width = _image_shape(shape)
     return ProgressiveDiscriminator(channels, height, width, model_cfg.d_width, max_channels,
                                     model_cfg.spectral_norm, grow, fade)
+
+
+register_net("progressive", NetFamily(generator=progressive_generator, discriminator=progressive_discriminator))

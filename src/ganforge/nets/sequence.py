@@ -37,11 +37,12 @@ from torch import Tensor, nn
 from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
 from ganforge.nets.layers import make_activation, maybe_spectral_norm
+from ganforge.nets.registry import NetFamily, register_net
 
 Cell = Literal["gru", "lstm"]
 
 
-def _latent_steps(z_dim: int, length: int) -> int:
+def latent_steps(z_dim: int, length: int) -> int:
     if z_dim % length:
         raise UsageError(f"sequence nets read the latent as {length} steps (the window length), but model.z_dim="
                          f"{z_dim} is not a multiple of {length}; set model.z_dim to e.g. {length * max(1, z_dim // length)}")
@@ -59,7 +60,7 @@ class RecurrentGenerator(nn.Module):
     def __init__(self, cell: Cell, z_dim: int, length: int, channels: int, width: int, depth: int) -> None:
         super().__init__()
         self.cell, self.length, self.depth, self.width = cell, length, depth, width
-        self.z_step = _latent_steps(z_dim, length)
+        self.z_step = latent_steps(z_dim, length)
         self.rnn = _rnn(cell, self.z_step, width, depth)
         self.init_state = nn.Linear(z_dim, depth * width)  # the whole latent sets the initial state
         self.out = nn.Linear(width, channels)
@@ -122,7 +123,7 @@ class TCNGenerator(nn.Module):
     def __init__(self, z_dim: int, length: int, channels: int, width: int, depth: int, activation: str,
                  norm: str) -> None:
         super().__init__()
-        _latent_steps(z_dim, length)  # the same latent convention as the recurrent G
+        latent_steps(z_dim, length)  # the same latent convention as the recurrent G
         self.length, self.width = length, width
         self.project = nn.Linear(z_dim, width * length)
         self.blocks = _blocks(width, depth, activation, norm)
@@ -149,7 +150,7 @@ class TCNDiscriminator(nn.Module):
         return self.head(h.flatten(1)).squeeze(1)
 
 
-def _window_shape(shape: tuple[int, ...], net: str) -> tuple[int, int]:
+def window_shape(shape: tuple[int, ...], net: str) -> tuple[int, int]:
     if len(shape) != 2:
         raise UsageError(f"the {net} net takes windows [length, features], not samples of shape {list(shape)}; "
                          "use it with the series domain (--domain series)")
@@ -160,21 +161,28 @@ def recurrent_family(cell: Cell):
     """(generator builder, discriminator builder) for a GRU or LSTM."""
 
     def generator(m: ModelConfig, z_dim: int, shape: tuple[int, ...]) -> nn.Module:
-        length, channels = _window_shape(shape, cell)
+        length, channels = window_shape(shape, cell)
         return RecurrentGenerator(cell, z_dim, length, channels, m.g_width, m.g_depth)
 
     def discriminator(m: ModelConfig, shape: tuple[int, ...]) -> nn.Module:
-        _, channels = _window_shape(shape, cell)
+        _, channels = window_shape(shape, cell)
         return RecurrentDiscriminator(cell, channels, m.d_width, m.d_depth, m.spectral_norm)
 
     return generator, discriminator
 
 
 def tcn_generator(m: ModelConfig, z_dim: int, shape: tuple[int, ...]) -> nn.Module:
-    length, channels = _window_shape(shape, "tcn")
+    length, channels = window_shape(shape, "tcn")
     return TCNGenerator(z_dim, length, channels, m.g_width, m.g_depth, m.g_activation, m.g_norm)
 
 
 def tcn_discriminator(m: ModelConfig, shape: tuple[int, ...]) -> nn.Module:
-    length, channels = _window_shape(shape, "tcn")
+    length, channels = window_shape(shape, "tcn")
     return TCNDiscriminator(length, channels, m.d_width, m.d_depth, m.d_activation, m.d_norm, m.spectral_norm)
+
+
+# windows of series [L, C] (the series domain): recurrent and temporal-convolution G and D
+for _cell in ("gru", "lstm"):
+    _g, _d = recurrent_family(_cell)
+    register_net(_cell, NetFamily(generator=_g, discriminator=_d))
+register_net("tcn", NetFamily(generator=tcn_generator, discriminator=tcn_discriminator))

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
 from ganforge.nets.layers import make_activation, make_norm_1d, maybe_spectral_norm
+from ganforge.nets.registry import NetFamily, register_net
 
 NOISE_SEED = 1234  # the Gumbel directions are fixed by this seed, not trained, not saved
 GUMBEL_TAU = 0.2
@@ -185,3 +186,7 @@ def tabular_discriminator(m: ModelConfig, d_shape: tuple[int, ...], spans: list 
     width = _check(d_shape, list(spans))
     return TabularDiscriminator(d_shape[0], width, sum(int(w) for _, w in cond_spans), m.d_width, m.d_depth,
                                 m.d_activation, m.d_norm, m.spectral_norm)
+
+
+# tables: CTGAN's residual G (tanh scalars, Gumbel-softmax groups) and packed critic with dropout
+register_net("tabular", NetFamily(generator=tabular_generator, discriminator=tabular_discriminator))

@@ -28,7 +28,8 @@ from torch import Tensor, nn
 
 from ganforge.config import ModelConfig
 from ganforge.errors import UsageError
-from ganforge.nets.sequence import _latent_steps, _window_shape
+from ganforge.nets.sequence import latent_steps, window_shape
+from ganforge.nets.registry import NetFamily, register_net
 
 
 class StepNet(nn.Module):
@@ -58,7 +59,7 @@ class TimeGANSampler(nn.Module):
     def __init__(self, z_dim: int, length: int, channels: int, width: int, depth: int) -> None:
         super().__init__()
         self.length = length
-        self.z_step = _latent_steps(z_dim, length)
+        self.z_step = latent_steps(z_dim, length)
         self.generator = StepNet(self.z_step, width, depth, width, squash=True)
         self.supervisor = StepNet(width, width, supervisor_depth(depth), width, squash=True)
         self.recovery = StepNet(width, width, depth, channels, squash=True)
@@ -83,9 +84,13 @@ def latent_discriminator(m: ModelConfig) -> StepNet:
 
 
 def timegan_generator(m: ModelConfig, z_dim: int, shape: tuple[int, ...]) -> TimeGANSampler:
-    length, channels = _window_shape(shape, "timegan")
+    length, channels = window_shape(shape, "timegan")
     return TimeGANSampler(z_dim, length, channels, m.g_width, m.g_depth)
 
 
 def timegan_discriminator(m: ModelConfig, shape: tuple[int, ...]) -> nn.Module:
     raise UsageError("model.net=timegan is trained by TimeGAN's own loop, not the GAN game; set model.family=timegan")
+
+
+# TimeGAN's R(S(G(z))), the generator a model.family=timegan run saves (ganforge.families.timegan trains it)
+register_net("timegan", NetFamily(generator=timegan_generator, discriminator=timegan_discriminator))
