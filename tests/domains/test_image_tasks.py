@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from ganforge.config import DataConfig
-from ganforge.domains.image_tasks import reconstruction_scores, shrink, sobel_edges
 from ganforge.domains.images import ImagesDomain
+from ganforge.domains.images.tasks import reconstruction_scores, shrink, sobel_edges
 from ganforge.errors import UsageError
 
 DOMAIN = ImagesDomain()
@@ -114,3 +114,46 @@ def test_reconstruction_scores_are_zero_error_for_identical_images_and_psnr_fall
     noisy = np.clip(a.astype(int) + 20, 0, 255).astype(np.uint8)
     worse = reconstruction_scores(noisy, a)
     assert 0 < worse["paired_l1"] <= 20 / 255 and 20 < worse["psnr_db"] < 100
+
+
+class _StubRun:
+    """What the domain asks of a run (``RunView``); ``sample`` plays a perfect translator of the
+    held-out sources, returning their real targets."""
+
+    def __init__(self, task, data):
+        self.task, self.data, self.net_args, self.loads = task, data, dict(data.state["net_args"]), 0
+
+    def class_index(self, label):
+        return int(label)
+
+    def load_data(self):
+        self.loads += 1
+        return self.data
+
+    def sample(self, n, seed=0, truncation=None, G=None, labels=None, cond=None, dataset=None):
+        self.given = DOMAIN.conditions(self, n, labels, cond, dataset)
+        return self.data.holdout[:n]
+
+
+def test_image_conditions_default_to_the_held_out_sources_in_turn_and_must_fit_the_run(tmp_path):
+    _npz(tmp_path / "x.npz")
+    data = DOMAIN.load(DataConfig(source=str(tmp_path / "x.npz"), task="sr", holdout=0.2))
+    run = _StubRun("sr", data)
+    assert torch.equal(DOMAIN.conditions(run, 8), data.holdout_cond[torch.arange(8) % 6]) and run.loads == 1
+    given = torch.zeros(3, 1, 4, 4)
+    assert torch.equal(DOMAIN.conditions(run, 2, cond=given), given[:2]) and run.loads == 1
+    with pytest.raises(UsageError, match="image-conditional .*give --cond images, not --label"):
+        DOMAIN.conditions(run, 2, labels=1)
+    with pytest.raises(UsageError, match=r"shape \[1, 8, 8\] do not fit .* shape \[1, 4, 4\]"):
+        DOMAIN.conditions(run, 2, cond=torch.zeros(2, 1, 8, 8))
+    class_data = DOMAIN.load(DataConfig(source=str(tmp_path / "x.npz"), task="class", holdout=0.2))
+    assert DOMAIN.conditions(_StubRun("class", class_data), 5).tolist() == [0, 1, 2, 0, 1]
+
+
+def test_an_image_conditional_run_is_scored_on_the_held_out_sources_with_their_targets(tmp_path):
+    _npz(tmp_path / "x.npz")
+    data = DOMAIN.load(DataConfig(source=str(tmp_path / "x.npz"), task="edges", holdout=0.2))
+    run = _StubRun("edges", data)
+    scores = DOMAIN.score(run, 100, 0, data)  # only 6 held-out sources
+    assert scores["n"] == 6 and torch.equal(run.given, data.holdout_cond)
+    assert scores["paired_l1"] == 0.0 and scores["psnr_db"] == 100.0

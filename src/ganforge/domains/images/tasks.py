@@ -27,6 +27,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ganforge.config import DataConfig
+from ganforge.domains.base import holdout_indices
+from ganforge.domains.images.arrays import ImageSet, parse_size, prepare
+from ganforge.domains.images.files import files_sha256, load_image_folder, tree_sha256
+from ganforge.domains.images.sources import DATA_SEED, image_options, load_images
 from ganforge.errors import UsageError
 
 IMAGE_TASKS = ("sr", "edges", "pairs")
@@ -89,6 +94,31 @@ def split_side_by_side(images: torch.Tensor, where: str) -> tuple[torch.Tensor, 
     return images[..., : width // 2].contiguous(), images[..., width // 2:].contiguous()
 
 
+def load_pairs(cfg: DataConfig) -> tuple[ImageSet, ImageSet | None, str, tuple[torch.Tensor, torch.Tensor | None]]:
+    """Image pairs for ``data.task=pairs``: (targets, held-out targets, fingerprint, (sources,
+    held-out sources)). ``data.size`` is the size of each image of a pair."""
+    options = image_options(cfg)
+    path = Path(cfg.source)
+    size = parse_size(options["size"])
+    if path.is_dir():
+        pair_size = (size[0], 2 * size[1]) if size else None
+        both = load_image_folder(path, options["channels"], pair_size, options["resample"], options["skip_bad"])
+        source, target = split_side_by_side(both.images, str(path))
+        fingerprint = "sha256:" + tree_sha256(path)
+    elif path.is_file() and path.suffix.lower() == ".npz":
+        raw_source, raw_target = read_pairs_npz(path)
+        source = prepare(raw_source, f"{path} 'source'", "auto", options["channels"], size, options["resample"])
+        target = prepare(raw_target, f"{path} 'target'", "auto", options["channels"], size, options["resample"])
+        fingerprint = "sha256:" + files_sha256(path)
+    else:
+        raise UsageError(f"data.task=pairs reads an .npz with arrays 'source' and 'target', or a folder of side-by-side "
+                         f"source|target images; '{cfg.source}' is neither")
+    keep_np, hold_np = holdout_indices(len(target), cfg.holdout, DATA_SEED)
+    keep, hold = torch.from_numpy(keep_np), torch.from_numpy(hold_np)
+    train, test = ImageSet(target[keep]), (ImageSet(target[hold]) if len(hold) else None)
+    return train, test, fingerprint, (source[keep], source[hold] if len(hold) else None)
+
+
 def label_accuracy(samples: np.ndarray, labels: np.ndarray, extractor: str) -> float:
     """Fraction of class-conditional samples that ``extractor``'s classifier assigns to their label."""
     from ganforge.metrics.extractors import get_extractor
@@ -112,8 +142,6 @@ def reconstruction_scores(fake: np.ndarray, target: np.ndarray) -> dict[str, flo
 def read_condition_images(path: str | Path, cond_shape: list[int]) -> torch.Tensor:
     """Source images for an image-conditional run from any image source (folder, ``.npy``/``.npz``,
     IDX), converted to the run's condition channels and resized to its condition size; encoded."""
-    from ganforge.domains.images import load_images
-
     channels, height, width = cond_shape
     images, _, _ = load_images(str(path), channels=channels, size=(height, width))
     return images.images
