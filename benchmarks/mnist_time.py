@@ -41,7 +41,8 @@ from throughput import Textbook  # noqa: E402
 from ganforge.config import RunConfig, apply_defaults, set_value  # noqa: E402
 from ganforge.domains import get_domain  # noqa: E402
 from ganforge.domains.images import feature_scores, load_images, to_uint8_hwc  # noqa: E402
-from ganforge.engine.loop import NullCallbacks, Trainer, build_players  # noqa: E402
+from ganforge.engine.loop import Trainer, build_players  # noqa: E402
+from ganforge.engine.steps import NullCallbacks
 
 CHUNK = 50  # training steps between clock checks
 

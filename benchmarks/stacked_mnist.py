@@ -63,8 +63,9 @@ def seconds_per_step(settings: list[str], warmup: int = 3, iters: int = 20) -> f
     import torch
 
     from ganforge.config import RunConfig, set_value
-    from ganforge.rundir.run import resolve, resolve_device
-    from ganforge.engine.loop import NullCallbacks, Trainer, build_players
+    from ganforge.rundir.resolve import resolve, resolve_device
+    from ganforge.engine.loop import Trainer, build_players
+    from ganforge.engine.steps import NullCallbacks
 
     cfg = RunConfig()
     for kv in settings:

@@ -28,7 +28,8 @@ from torch import nn
 from ganforge.config import RunConfig, apply_defaults, set_value
 from ganforge.domains import get_domain
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
-from ganforge.engine.loop import NullCallbacks, Trainer, build_players
+from ganforge.engine.loop import Trainer, build_players
+from ganforge.engine.steps import NullCallbacks
 
 
 

@@ -34,16 +34,16 @@ def train(data: str, out: str | Path | None = None, config: RunConfig | None = N
     ``settings`` are dotted overrides, e.g. ``{"train.steps": 2000, "train.loss": "hinge"}``.
     With ``resume`` the run directory continues exactly where it stopped.
     """
-    from ganforge.rundir import run as runlib
     from ganforge.config import set_value
+    from ganforge.rundir.session import train as train_run
 
     if resume is not None:
-        return runlib.train(None, resume=Path(resume), progress=progress)
+        return train_run(None, resume=Path(resume), progress=progress)
     cfg = copy.deepcopy(config) if config is not None else RunConfig()  # the caller's object stays as it was
     cfg.data.source = data
     for key, value in (settings or {}).items():
         set_value(cfg, key, value)
-    return runlib.train(cfg, out=Path(out) if out else None, progress=progress)
+    return train_run(cfg, out=Path(out) if out else None, progress=progress)
 
 
 def load(run_dir: str | Path) -> Run:

@@ -43,8 +43,9 @@ def cli() -> None:
 @click.option("--skip-bad", is_flag=True, help="Images: skip and count unreadable files instead of stopping.")
 def train(data, domain, out, steps, batch, seed, config_file, overrides, resume, dry_run, as_json, quiet, skip_bad) -> None:
     """Train a GAN on DATA (a built-in name, see 'ganforge datasets', or a file)."""
-    from ganforge.rundir import run as runlib
     from ganforge.config import RunConfig, load_config_file, merge_dict, parse_override, set_value
+    from ganforge.rundir.resolve import resolve
+    from ganforge.rundir.session import train as train_run
 
     if steps is not None and steps < 0:
         raise UsageError(f"--steps must be >= 0, got {steps}")
@@ -53,7 +54,7 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
             raise UsageError("--resume continues a run with its own config; only --steps may be given with it")
         if not resume.is_dir():
             raise UsageError(f"run directory not found: {resume}; give the folder 'ganforge train' wrote")
-        summary = runlib.train(None, resume=resume, steps=steps, progress=not quiet, echo=_err)
+        summary = train_run(None, resume=resume, steps=steps, progress=not quiet, echo=_err)
         if summary is not None:  # None on the ranks other than 0 of a torchrun launch
             _print_summary(summary, as_json)
         return
@@ -71,10 +72,10 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
     if skip_bad:
         set_value(cfg, "data.skip_bad", True)
     if dry_run:
-        runlib.resolve(cfg)  # loads the data: what is printed is exactly what would train
+        resolve(cfg)  # loads the data: what is printed is exactly what would train
         click.echo(json.dumps(cfg.to_dict(), indent=2))
         return
-    summary = runlib.train(cfg, out=out, progress=not quiet, echo=_err)
+    summary = train_run(cfg, out=out, progress=not quiet, echo=_err)
     if summary is not None:
         _print_summary(summary, as_json)
 
@@ -99,11 +100,7 @@ def sample(run_dir, n, out, seed, truncation, label, cond_path) -> None:
     run = Run(run_dir)
     cond = None
     if cond_path is not None:
-        from ganforge.domains.image_tasks import read_condition_images
-
-        if run.task not in ("sr", "edges", "pairs"):
-            raise UsageError("--cond is for image-conditional runs (data.task=sr, edges or pairs)")
-        cond = read_condition_images(cond_path, run.net_args["cond_shape"])
+        cond = run.domain.read_conditions(run, cond_path)
         n = n or len(cond)
         if n > len(cond):
             raise UsageError(f"--n {n} is more than the {len(cond)} --cond images; give --n <= {len(cond)}")
@@ -321,48 +318,20 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(_jsonable(summary)))
         return
-    last = summary.get("last_log", {})
+    from ganforge.domains import DOMAINS
+    from ganforge.families import FAMILIES
+
     lines = [
         f"run        {summary['run_dir']}",
         f"data       {summary['data']} ({summary['domain']}), loss {summary['loss']}, {summary['steps']} steps "
         f"in {summary['seconds']:.1f} s ({summary['samples_per_s']} real samples/s)",
     ]
-    if summary.get("family") == "timegan" and last:  # model.family=timegan: last logged in its joint phase
-        v = {key: last.get(key, float("nan")) for key in ("loss_d", "loss_g", "supervised", "recon")}
-        lines.append(f"TimeGAN    D loss {v['loss_d']:.3f}   G adversarial {v['loss_g']:.3f}   "
-                     f"supervised MSE {v['supervised']:.5f}   reconstruction MSE {v['recon']:.5f}")
-    elif "loss_d" not in last and "kl" in last:  # a VAE run (model.family=vae)
-        lines.append(f"VAE        -ELBO {last['loss']:.3f}   recon {last['recon']:.3f}   KL {last['kl']:.3f}   "
-                     f"decoder sigma {last['sigma']:.4f}   (nats per sample)")
-    elif last:
-        conf = last["confusion"]
-        lines += [
-            f"D          loss {last['loss_d']:.3f}   D(x) {last['d_real']:.3f}   D(G(z)) {last['d_fake']:.3f}   "
-            f"acc real {last['acc_real']:.3f} / fake {last['acc_fake']:.3f}",
-            f"G          loss {last['loss_g']:.3f}   diversity {last['diversity']:.2f} of the data's",
-            f"confusion  TP {conf['tp']:.3f}  FN {conf['fn']:.3f}  FP {conf['fp']:.3f}  TN {conf['tn']:.3f}  (real = positive)",
-        ]
-    ev = summary.get("eval", {})
-    if "modes" in ev:
-        hq = f"   high quality {100 * ev['hq_fraction']:.1f}%" if "hq_fraction" in ev else ""
-        floor = (f"   (real images: {ev['modes_real_floor']}, KL {ev['reverse_kl_real_floor']:.4f})"
-                 if "modes_real_floor" in ev else "")  # stacked-mnist
-        lines.append(f"modes      {ev['modes']}/{ev['modes_total']}{hq}   reverse KL {ev['reverse_kl']:.4f}{floor}")
-    if "discriminative" in ev:  # series: TimeGAN's scores
-        lines.append(f"timegan    discriminative {ev['discriminative']:.4f} ± {ev['discriminative_std']:.4f}   "
-                     f"predictive {ev['predictive']:.4f} ± {ev['predictive_std']:.4f}   ({ev['repeats']} repeats)")
-    if "column_shapes" in ev:  # tables
-        line = (f"fidelity   column shapes {ev['column_shapes']:.3f}   pair trends {ev['column_pair_trends']:.3f}   "
-                f"detection AUC {ev.get('detection_auc', float('nan')):.3f}")
-        if "ml_synthetic" in ev:
-            line += f"   ML {ev['ml_metric']} {ev['ml_synthetic']:.3f} (real {ev['ml_real']:.3f})"
-        if "closer_to_train" in ev:
-            line += f"   closer to train {ev['closer_to_train']:.2f} (expected {ev['closer_to_train_expected']:.2f})"
-        lines.append(line)
-    shown = [k for k in ("energy_distance", "mmd_rbf", "precision", "recall", "coverage", "acf_distance",
-                         "xcorr_distance") if k in ev]
-    if shown:
-        lines.append("distances  " + "   ".join(f"{k} {ev[k]:.4f}" for k in shown))
+    family = FAMILIES.get(summary.get("family", "gan"))  # summaries from before the family registry are a GAN's
+    if family is not None:
+        lines += family.summary_lines(summary.get("last_log", {}))
+    domain = DOMAINS.get(summary.get("domain", ""))
+    if domain is not None:
+        lines += domain.summary_lines(summary.get("eval", {}))
     warnings = summary.get("warnings", [])
     lines.append(f"warnings   {len(warnings)}" + (f" (last: {warnings[-1]['warning']})" if warnings else ""))
     lines.append(f"files      samples.png, {summary.get('samples_file', 'samples.npy')}, metrics.jsonl, checkpoints/ "

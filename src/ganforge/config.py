@@ -102,8 +102,8 @@ class ModelConfig:
     pg_fade: float = 0.5
     """Progressive growing: the fraction of each level's share of ``model.pg_grow`` spent fading the
     next level in (alpha 0 -> 1); the rest of the share trains the current level alone."""
-    family: Literal["gan", "vae", "timegan"] = "gan"
-    """What trains G: ``gan``, the adversarial game; ``vae``, the variational autoencoder
+    family: str = "gan"
+    """The model family from the family registry (``ganforge.families``). What trains G: ``gan``, the adversarial game; ``vae``, the variational autoencoder
     baseline (Kingma & Welling 2014; ``ganforge.families.vae``): D's architecture is the encoder, G's the
     decoder, and the decoder is saved as G, so sampling and evaluation treat it as any generator;
     or ``timegan`` (series only), TimeGAN (Yoon et al. 2019; ``ganforge.families.timegan``): embedding,

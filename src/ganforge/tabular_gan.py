@@ -74,7 +74,7 @@ class TabularGAN:
 
     def fit(self, data: "pd.DataFrame | str | Path") -> "TabularGAN":
         """Train on a DataFrame or a ``.csv``/``.parquet`` file; returns ``self``."""
-        from ganforge.rundir import run as runlib
+        from ganforge.rundir.session import train as train_run
         from ganforge.domains.tabular import frame_source
 
         if self.out is not None:
@@ -86,11 +86,11 @@ class TabularGAN:
         cfg = copy.deepcopy(self.config)
         if isinstance(data, (str, Path)):
             cfg.data.source = str(data)
-            self.summary = runlib.train(cfg, out=out, progress=self.progress)
+            self.summary = train_run(cfg, out=out, progress=self.progress)
         else:
             with frame_source(data) as source:
                 cfg.data.source = source
-                self.summary = runlib.train(cfg, out=out, progress=self.progress)
+                self.summary = train_run(cfg, out=out, progress=self.progress)
         self.run, self._G = Run(out), None
         return self
 

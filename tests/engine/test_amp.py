@@ -15,10 +15,12 @@ from torch import nn
 from conftest import TINY
 from ganforge.config import RunConfig, set_value
 from ganforge.errors import UsageError
-from ganforge.rundir.run import Run, train
+from ganforge.rundir.run import Run
+from ganforge.rundir.session import train
 from ganforge.engine import checkpoint as ckpt
 from ganforge.engine import precision
-from ganforge.engine.loop import NullCallbacks, Trainer, build_players
+from ganforge.engine.loop import Trainer, build_players
+from ganforge.engine.steps import NullCallbacks
 from ganforge.engine.precision import Precision, resolve_amp, resolve_compile
 
 CPU = torch.device("cpu")
@@ -51,13 +53,13 @@ def eager_compile(monkeypatch):
 @pytest.fixture
 def fp16_on_cpu(monkeypatch):
     """fp16 autocast and a GradScaler on the CPU, which a user cannot ask for."""
-    from ganforge import run
+    from ganforge.rundir import resolve as resolve_module
 
     def resolve(setting, device):
         return "fp16" if setting == "fp16" else "off"
 
     monkeypatch.setattr(precision, "resolve_amp", resolve)
-    monkeypatch.setattr(run, "resolve_amp", resolve)
+    monkeypatch.setattr(resolve_module, "resolve_amp", resolve)
 
 
 def tiny_cfg(*settings: str) -> RunConfig:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ganforge.config import RunConfig, set_value
-from ganforge.engine.loop import NullCallbacks, Trainer, build_players
+from ganforge.engine.loop import Trainer, build_players
+from ganforge.engine.steps import NullCallbacks
 
 
 

@@ -153,7 +153,7 @@ def test_sines_run_is_a_run_the_gan_tools_read(sines_run):
 def test_resume_continues_exactly(sines_run, tmp_path):
     """Resumed from its step-6 checkpoint (supervised phase), the run reaches the very weights,
     optimiser moments and RNG state of its uninterrupted step 12."""
-    from ganforge.rundir.run import train
+    from ganforge.rundir.session import train
 
     full, _ = sines_run
     out = tmp_path / "again"

@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 from conftest import TINY
 from ganforge.config import RunConfig, set_value
 from ganforge.errors import UsageError
-from ganforge.rundir.run import resolve
-from ganforge.families.vae import _Parts, gaussian_kl, gaussian_nll, kl_weight, negative_elbo
+from ganforge.rundir.resolve import resolve
+from ganforge.engine.steps import NullCallbacks
+from ganforge.families.vae import VAETrainer, gaussian_kl, gaussian_nll, kl_weight, negative_elbo
 
 VAE = ["model.family=vae"]
 
@@ -129,7 +130,7 @@ def test_elbo_improves_on_a_line():
     cfg.model.net, cfg.model.z_dim, cfg.model.g_width, cfg.model.d_width = "mlp", 2, 32, 32
     cfg.model.g_depth = cfg.model.d_depth = 2
     cfg.train.lr_g, cfg.train.beta1, cfg.train.beta2 = 1e-3, 0.9, 0.999
-    parts = _Parts(cfg, (2,), torch.device("cpu"), {})
+    parts = VAETrainer(cfg, data, torch.device("cpu"), NullCallbacks(), {})
     losses, steps = [], 400
     for step in range(steps):
         batch = data[torch.randint(len(data), (128,), generator=parts.gen)]

@@ -16,7 +16,8 @@ from ganforge.nets.dcgan import (
     dcgan_generator,
 )
 from ganforge.nets.pix2pix import PatchDiscriminator, UNetGenerator, pix2pix_discriminator, pix2pix_generator
-from ganforge.engine.loop import NullCallbacks, Trainer, build_players
+from ganforge.engine.loop import Trainer, build_players
+from ganforge.engine.steps import NullCallbacks
 
 SIZES = [(8, 8), (28, 28), (32, 32), (28, 56)]
 

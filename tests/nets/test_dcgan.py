@@ -153,7 +153,8 @@ def test_same_seed_same_weights():
 def test_trains_end_to_end_on_digits(tmp_path, monkeypatch):
     """The owner's registration line, applied for this test only: a 3-step run on 8x8 digits."""
     import ganforge.domains.images  # noqa: F401  (registers the images domain)
-    from ganforge.rundir.run import Run, train
+    from ganforge.rundir.run import Run
+    from ganforge.rundir.session import train
 
     monkeypatch.setitem(NETS, "dcgan", NetFamily(generator=dcgan_generator, discriminator=dcgan_discriminator))
     cfg = RunConfig()

@@ -21,7 +21,8 @@ from ganforge.nets.progressive import (
     progressive_generator,
 )
 from ganforge.rundir.run import Run
-from ganforge.engine.loop import NullCallbacks, Trainer, build_players
+from ganforge.engine.loop import Trainer, build_players
+from ganforge.engine.steps import NullCallbacks
 
 
 def at_level(level: int, alpha: float, *nets) -> None:

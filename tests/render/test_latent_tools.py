@@ -13,8 +13,8 @@ from ganforge.cli import main
 from ganforge.errors import UsageError
 from ganforge.render.pictures import GIF_HOLD_MS, list_frames, write_arithmetic
 from ganforge.rundir.run import Run
-from ganforge.rundir.run import train as train_run
-from ganforge.render.latent import POOL_SEED_OFFSET, Group, latents, parse_expression, vector_arithmetic
+from ganforge.rundir.session import train as train_run
+from ganforge.render.latent import POOL_SEED_OFFSET, latents, parse_expression, vector_arithmetic
 
 TINY_DIGITS = {"train.steps": 12, "train.batch": 16, "model.g_width": 8, "model.d_width": 8, "train.log_every": 2,
                "train.ckpt_every": 4, "train.snapshot_every": 4, "train.eval_every": 0, "seed": 3}

@@ -2,13 +2,11 @@
 the run directory holds; opened in headless Chromium when one is installed."""
 
 import base64
-import importlib
 import io
 import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 

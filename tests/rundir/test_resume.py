@@ -91,7 +91,8 @@ def test_nan_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, monkeypa
     from ganforge import losses
     from ganforge.config import RunConfig, set_value
     from ganforge.errors import TrainingDiverged
-    from ganforge.rundir.run import Run, train
+    from ganforge.rundir.run import Run
+    from ganforge.rundir.session import train
 
     calls = {"n": 0}
     ns = losses.LOSSES["ns"]

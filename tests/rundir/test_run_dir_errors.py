@@ -3,7 +3,6 @@ one that another process is training into: one error line, the last complete che
 
 import errno
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +12,9 @@ from conftest import TINY
 from ganforge.cli import main
 from ganforge.config import RunConfig, set_value
 from ganforge.errors import UsageError
-from ganforge.rundir.run import Run, run_lock, train
+from ganforge.rundir.run import Run
+from ganforge.rundir.session import train
+from ganforge.rundir.store import run_lock
 from ganforge.engine import checkpoint as ckpt
 
 SETTINGS = (*TINY, "train.steps=60", "train.ckpt_every=20", "train.instance_noise=0.1")
@@ -48,7 +49,7 @@ def failing_at(n: int, fn, code: int = errno.ENOSPC, only=lambda *args: True):
 
 
 class FailingWrites:
-    """A file opened for appending whose 4th opening fails to write (what RunLog.append sees on a full disk)."""
+    """A file opened for appending whose 4th opening fails to write (what MetricsLog.append sees on a full disk)."""
 
     appends = 0
 
@@ -106,8 +107,8 @@ def test_disk_full_at_a_checkpoint_keeps_the_last_one_and_resumes_exactly(tmp_pa
     ("checkpoint", errno.EACCES, "make"),
 ])
 def test_the_cli_says_one_line_and_exits_2(tmp_path, monkeypatch, capsys, target, code, fix):
-    if target == "metrics":  # the 4th record's write() in RunLog.append fails
-        from ganforge import run as run_module
+    if target == "metrics":  # the 4th record's write() in MetricsLog.append fails
+        from ganforge.rundir import store as run_module
 
         FailingWrites.appends = 0
         monkeypatch.setattr(run_module, "open", lambda path, mode="r", **kw: FailingWrites(path, mode, code, kw),

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import ganforge
 from ganforge.cli import _jsonable, main
-from ganforge.rundir.run import run_lock
+from ganforge.rundir.store import run_lock
 from ganforge.rundir.runs import default_columns, list_runs
 
 TINY = {"model.g_width": 32, "model.d_width": 32, "model.g_depth": 2, "model.d_depth": 2, "train.batch": 64,

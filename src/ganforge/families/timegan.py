@@ -47,12 +47,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganforge.config import RunConfig
-from ganforge.domains import Dataset
-from ganforge.errors import UsageError
+from ganforge.domains import Dataset, get_domain
+from ganforge.engine.distributed import Shard
+from ganforge.engine.loop import build_generator
+from ganforge.engine.steps import Callbacks, StepLoop
+from ganforge.errors import TrainingDiverged, UsageError
+from ganforge.families.base import register_family
 from ganforge.losses import get_loss
 from ganforge.nets.timegan import embedder, latent_discriminator
-from ganforge.engine.loop import build_generator
-from ganforge.families.own_loop import OwnLoop
 
 NET = "timegan"
 TIMEGAN_DEFAULTS: dict[str, Any] = {
@@ -236,45 +238,63 @@ class Parts:
 
 # --- the run ------------------------------------------------------------------------------------------
 
-def check(cfg: RunConfig, dataset: Dataset) -> None:
-    """Refuse, before anything is written, what TimeGAN does not do (after the recipe is applied)."""
-    if dataset.domain != "series":
-        raise UsageError(f"model.family=timegan trains on series windows, not {dataset.domain} data; use a series "
-                         "data set (e.g. sines, or --domain series) or model.family=gan")
-    t = cfg.train
-    checks = [
-        (cfg.data.task == "none" and dataset.cond is None, f"model.family=timegan is unconditional; set data.task=none "
-                                                           f"(got {cfg.data.task})"),
-        (cfg.model.net in ("", NET), f"model.family=timegan trains its own GRU networks; drop model.net={cfg.model.net}"),
-        (t.loss == "ns", f"model.family=timegan trains with TimeGAN's own losses; drop train.loss={t.loss}"),
-        (t.pack == 1, "model.family=timegan judges one window at a time; set train.pack=1"),
-        (t.lr_decay == 0, "model.family=timegan trains at constant learning rates, as TimeGAN; set train.lr_decay=0"),
-        (t.amp in ("auto", "off") and t.compile in ("auto", "off"),
-         "model.family=timegan runs in float32 without torch.compile; set train.amp=off and train.compile=off"),
-        (not t.tensorboard, "model.family=timegan writes no TensorBoard events yet; set train.tensorboard=false"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise UsageError(message)
+class TimeGAN:
+    """``model.family=timegan``: TimeGAN's five networks in its three phases, on series windows."""
+
+    name = "timegan"
+    objective = "timegan"
+    objective_text = "TimeGAN's losses"
+    defaults = TIMEGAN_DEFAULTS
+    multi_process = False
+    divergence_hint = "lower train.lr_g"
+
+    def configure(self, cfg: RunConfig, dataset: Dataset) -> None:
+        """Refuse, before anything is written, what TimeGAN does not do (after the recipe is applied);
+        its net is its own."""
+        if not get_domain(dataset.domain).windows:
+            raise UsageError(f"model.family=timegan trains on series windows, not {dataset.domain} data; use a "
+                             "series data set (e.g. sines, or --domain series) or model.family=gan")
+        t = cfg.train
+        checks = [
+            (cfg.data.task == "none" and dataset.cond is None, f"model.family=timegan is unconditional; set "
+                                                               f"data.task=none (got {cfg.data.task})"),
+            (cfg.model.net in ("", NET), f"model.family=timegan trains its own GRU networks; drop model.net={cfg.model.net}"),
+            (t.loss == "ns", f"model.family=timegan trains with TimeGAN's own losses; drop train.loss={t.loss}"),
+            (t.pack == 1, "model.family=timegan judges one window at a time; set train.pack=1"),
+            (t.lr_decay == 0, "model.family=timegan trains at constant learning rates, as TimeGAN; set train.lr_decay=0"),
+            (t.amp in ("auto", "off") and t.compile in ("auto", "off"),
+             "model.family=timegan runs in float32 without torch.compile; set train.amp=off and train.compile=off"),
+            (not t.tensorboard, "model.family=timegan writes no TensorBoard events yet; set train.tensorboard=false"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+        cfg.model.net = NET
+
+    def check(self, cfg: RunConfig, dataset: Dataset) -> None:
+        # the sampler R(S(G(z))) only: TimeGAN's D judges latents, not windows (ganforge.nets.timegan)
+        build_generator(cfg, NET, cfg.model.z_dim, dataset.sample_shape, torch.device("cpu"),
+                        dataset.state.get("net_args", {}))
+
+    def trainer(self, cfg: RunConfig, dataset: Dataset, device: torch.device, callbacks: Callbacks,
+                shard: Shard, net_args: dict[str, Any]) -> "TimeGANTrainer":
+        return TimeGANTrainer(cfg, Parts(cfg, dataset.train.to(device), device), callbacks)
+
+    def summary_lines(self, last: dict[str, Any]) -> list[str]:
+        """The last record's losses (logged in the joint phase at the end of a run)."""
+        if not last:
+            return []
+        v = {key: last.get(key, float("nan")) for key in ("loss_d", "loss_g", "supervised", "recon")}
+        return [f"TimeGAN    D loss {v['loss_d']:.3f}   G adversarial {v['loss_g']:.3f}   "
+                f"supervised MSE {v['supervised']:.5f}   reconstruction MSE {v['recon']:.5f}"]
 
 
-def train_timegan(run: Any, cfg: RunConfig, dataset: Dataset, resuming: bool, progress: bool, echo,
-                  world: int, device: torch.device) -> dict[str, Any]:
-    """Train (or resume) the TimeGAN of ``run`` (a locked :class:`ganforge.rundir.run.Run`); returns the summary."""
-    if world > 1:
-        raise UsageError("model.family=timegan trains on one process; start it without torchrun")
-    loop = _Loop(run, cfg, dataset, Parts(cfg, dataset.train.to(device), device), device)
-    return loop.start_and_train(resuming, echo, progress)
+class TimeGANTrainer(StepLoop):
+    """TimeGAN's three phases by step."""
 
-
-class _Loop(OwnLoop):
-    """TimeGAN's three phases by step, with the run directory's logging, checkpoints and evaluations."""
-
-    family, loss = "timegan", "timegan"
-
-    def __init__(self, run: Any, cfg: RunConfig, dataset: Dataset, parts: Parts, device: torch.device) -> None:
-        super().__init__(run, cfg, dataset, device)
-        self.p = parts
+    def __init__(self, cfg: RunConfig, parts: Parts, callbacks: Callbacks) -> None:
+        self.t, self.p, self.callbacks = cfg.train, parts, callbacks
+        self.samples_per_step = cfg.train.batch
         self.sums: dict[str, float] = defaultdict(float)  # each loss since the last log, and how often it was measured
         self.counts: dict[str, int] = defaultdict(int)
 
@@ -290,23 +310,26 @@ class _Loop(OwnLoop):
     def generators(self) -> dict[str, torch.Generator]:
         return {"timegan": self.p.gen}
 
-    def iteration(self, step: int) -> None:
-        for measured in self.p.iteration(phase_of(step, self.t.steps)):
+    def iteration(self) -> None:
+        for measured in self.p.iteration(phase_of(self.step, self.t.steps)):
             for key, value in measured.items():
                 self.sums[key] += value
                 self.counts[key] += 1
+        self.step += 1
 
-    def log(self, step: int, bar: Any) -> None:
+    def log(self) -> None:
+        step = self.step
         phase = phase_of(step - 1, self.t.steps)  # the phase of the iteration just trained
         means = {key: self.sums[key] / self.counts[key] for key in self.sums}
         self.sums.clear()
         self.counts.clear()
         if not np.isfinite(list(means.values())).all():
-            self.diverged(f"a TimeGAN loss became NaN/inf at step {step} ({phase} phase)")
-        record = {"step": step, "phase": phase, **means, "time": round(self.elapsed(), 3)}
-        self.last_record = record
-        self.run.log.append(record)
-        if bar:
-            bar.set_postfix(phase=phase, **{k: f"{v:.4f}" for k, v in means.items() if k in ("recon", "supervised",
-                                                                                              "loss_d")}, refresh=False)
-        self.maybe_snapshot(step)
+            raise TrainingDiverged(f"a TimeGAN loss became NaN/inf at step {step} ({phase} phase)")
+        self.callbacks.on_log({"step": step, "phase": phase, **means})
+
+    def postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        return {"phase": record["phase"], **{k: f"{v:.4f}" for k, v in record.items()
+                                             if k in ("recon", "supervised", "loss_d")}}
+
+
+register_family(TimeGAN())

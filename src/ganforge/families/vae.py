@@ -23,7 +23,8 @@ run directory that ``ganforge sample``, ``eval`` and ``interpolate`` read like a
   with the KL term warmed up over the first :data:`KL_WARMUP` of the steps.
 
 It trains in its own short loop: a VAE is one network pair minimising one loss, not a game, so
-``engine/loop.py`` (Algorithm 1) does not apply. ``metrics.jsonl`` holds ``{step, loss, recon, kl,
+``engine/loop.py`` (Algorithm 1) does not apply; the cadence (``engine/steps.py``) and the run
+directory's session are every family's. ``metrics.jsonl`` holds ``{step, loss, recon, kl,
 sigma, time}`` every ``train.log_every`` steps and the domain's scores every ``train.eval_every``;
 checkpoints use the GAN's safetensors format and ``--resume`` continues exactly.
 """
@@ -40,9 +41,11 @@ from torch import Tensor, nn
 
 from ganforge.config import RunConfig
 from ganforge.domains import Dataset
-from ganforge.errors import UsageError
+from ganforge.engine.distributed import Shard
 from ganforge.engine.loop import build_discriminator, build_generator
-from ganforge.families.own_loop import OwnLoop
+from ganforge.engine.steps import Callbacks, StepLoop
+from ganforge.errors import TrainingDiverged, UsageError
+from ganforge.families.base import build_both, register_family
 
 VAE_DEFAULTS: dict[str, Any] = {
     # the VAE recipe, over the domain's GAN recipe for keys the user left alone: Adam at 1e-3 with
@@ -156,19 +159,47 @@ def build_encoder(cfg: RunConfig, sample_shape: tuple[int, ...], device: torch.d
     return Encoder(trunk, feature_dim, cfg.model.z_dim).to(device)
 
 
-def check(cfg: RunConfig, dataset: Dataset) -> None:
-    """Refuse, before anything is written, what the VAE baseline does not do."""
-    if cfg.data.task != "none" or dataset.cond is not None:
-        raise UsageError(f"model.family=vae is unconditional; set data.task=none (got {cfg.data.task})")
-    if cfg.train.tensorboard:
-        raise UsageError("model.family=vae writes no TensorBoard events yet; set train.tensorboard=false")
-    build_encoder(cfg, dataset.sample_shape, torch.device("cpu"), dataset.state.get("net_args", {}))
+class VAE:
+    """``model.family=vae``: the baseline a GAN is compared with, on the same networks and data."""
+
+    name = "vae"
+    objective = "elbo"
+    objective_text = "ELBO"
+    defaults = VAE_DEFAULTS
+    multi_process = False
+    divergence_hint = "lower train.lr_g"
+
+    def configure(self, cfg: RunConfig, dataset: Dataset) -> None:
+        pass
+
+    def check(self, cfg: RunConfig, dataset: Dataset) -> None:
+        """Refuse, before anything is written, what the VAE baseline does not do."""
+        build_both(cfg, dataset)
+        if cfg.data.task != "none" or dataset.cond is not None:
+            raise UsageError(f"model.family=vae is unconditional; set data.task=none (got {cfg.data.task})")
+        if cfg.train.tensorboard:
+            raise UsageError("model.family=vae writes no TensorBoard events yet; set train.tensorboard=false")
+        build_encoder(cfg, dataset.sample_shape, torch.device("cpu"), dataset.state.get("net_args", {}))
+
+    def trainer(self, cfg: RunConfig, dataset: Dataset, device: torch.device, callbacks: Callbacks,
+                shard: Shard, net_args: dict[str, Any]) -> "VAETrainer":
+        return VAETrainer(cfg, dataset.train, device, callbacks, net_args)
+
+    def summary_lines(self, last: dict[str, Any]) -> list[str]:
+        if "kl" not in last:
+            return []
+        return [f"VAE        -ELBO {last['loss']:.3f}   recon {last['recon']:.3f}   KL {last['kl']:.3f}   "
+                f"decoder sigma {last['sigma']:.4f}   (nats per sample)"]
 
 
-class _Parts:
-    """The VAE's modules, optimiser and RNG, named as the checkpoint stores them."""
+class VAETrainer(StepLoop):
+    """Minibatch SGD on the negative ELBO; its modules, optimiser and RNG named as the checkpoint stores them."""
 
-    def __init__(self, cfg: RunConfig, sample_shape: tuple[int, ...], device: torch.device, net_args: dict) -> None:
+    def __init__(self, cfg: RunConfig, data: Tensor, device: torch.device, callbacks: Callbacks,
+                 net_args: dict[str, Any]) -> None:
+        self.t, self.callbacks, self.device = cfg.train, callbacks, device
+        self.samples_per_step = cfg.train.batch
+        sample_shape = tuple(data.shape[1:])
         torch.manual_seed(cfg.seed)
         self.decoder = build_generator(cfg, cfg.model.net, cfg.model.z_dim, sample_shape, device, net_args)
         self.encoder = build_encoder(cfg, sample_shape, device, net_args)
@@ -177,67 +208,47 @@ class _Parts:
         t = cfg.train
         self.opt = torch.optim.Adam(params, lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.gen = torch.Generator(device).manual_seed(cfg.seed + 1)
+        self.data = data.to(device)
+        self.sums = torch.zeros(4, device=device)  # loss, recon, kl, log sigma since the last log
+
+    def sampler(self) -> nn.Module:
+        return self.decoder
 
     def modules(self) -> dict[str, nn.Module]:
         # the decoder twice: G for a resume, G_ema for Run.generator() (a VAE has no moving average);
         # a copy, as safetensors refuses tensors that share memory (restoring into it is harmless)
         return {"G": self.decoder, "G_ema": copy.deepcopy(self.decoder), "E": self.encoder}
 
-
-def train_vae(run: Any, cfg: RunConfig, dataset: Dataset, resuming: bool, progress: bool, echo,
-              world: int, device: torch.device) -> dict[str, Any]:
-    """Train (or resume) the VAE of ``run`` (a locked :class:`ganforge.rundir.run.Run`); returns the summary."""
-    if world > 1:
-        raise UsageError("model.family=vae trains on one process; start it without torchrun")
-    loop = _Loop(run, cfg, dataset, _Parts(cfg, dataset.sample_shape, device, run.net_args), device)
-    return loop.start_and_train(resuming, echo, progress)
-
-
-class _Loop(OwnLoop):
-    """Minibatch SGD on the negative ELBO, with the run directory's logging, checkpoints and evaluations."""
-
-    family, loss = "vae", "elbo"
-
-    def __init__(self, run: Any, cfg: RunConfig, dataset: Dataset, parts: _Parts, device: torch.device) -> None:
-        super().__init__(run, cfg, dataset, device)
-        self.p = parts
-        self.data = dataset.train.to(device)
-        self.sums = torch.zeros(4, device=device)  # loss, recon, kl, log sigma since the last log
-
-    def sampler(self) -> nn.Module:
-        return self.p.decoder
-
-    def modules(self) -> dict[str, nn.Module]:
-        return self.p.modules()
-
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"opt": self.p.opt}
+        return {"opt": self.opt}
 
     def generators(self) -> dict[str, torch.Generator]:
-        return {"vae": self.p.gen}
+        return {"vae": self.gen}
 
-    def iteration(self, step: int) -> None:
-        t, p = self.t, self.p
-        index = torch.randint(len(self.data), (t.batch,), generator=p.gen, device=self.device)
-        for group in p.opt.param_groups:  # cosine decay to lr * (1 - lr_decay), as the GAN loop
+    def iteration(self) -> None:
+        t, step = self.t, self.step
+        index = torch.randint(len(self.data), (t.batch,), generator=self.gen, device=self.device)
+        for group in self.opt.param_groups:  # cosine decay to lr * (1 - lr_decay), as the GAN loop
             group["lr"] = t.lr_g * (1 - t.lr_decay * (1 - math.cos(math.pi * step / max(t.steps, 1))) / 2)
-        loss, recon, kl, log_sigma = negative_elbo(self.data[index], p.encoder, p.decoder, p.sigma, p.gen)
-        p.opt.zero_grad(set_to_none=True)
+        loss, recon, kl, log_sigma = negative_elbo(self.data[index], self.encoder, self.decoder, self.sigma, self.gen)
+        self.opt.zero_grad(set_to_none=True)
         (recon + kl_weight(step, t.steps) * kl).backward()
-        p.opt.step()
+        self.opt.step()
         self.sums += torch.stack([loss.detach(), recon.detach(), kl.detach(), log_sigma])
+        self.step += 1
 
-    def log(self, step: int, bar: Any) -> None:
-        t = self.t
+    def log(self) -> None:
+        t, step = self.t, self.step
         means = (self.sums / (t.log_every if step % t.log_every == 0 else step % t.log_every)).tolist()
         self.sums.zero_()
         loss, recon, kl, log_sigma = means
-        sigma = math.exp(log_sigma)  # the geometric mean over the interval
         if not np.isfinite(means).all():
-            self.diverged(f"the VAE's loss became NaN/inf ({loss}) at step {step}")
-        record = {"step": step, "loss": loss, "recon": recon, "kl": kl, "sigma": sigma, "time": round(self.elapsed(), 3)}
-        self.last_record = record
-        self.run.log.append(record)
-        if bar:
-            bar.set_postfix(ELBO=f"{-loss:.3f}", recon=f"{recon:.3f}", KL=f"{kl:.3f}", refresh=False)
-        self.maybe_snapshot(step)
+            raise TrainingDiverged(f"the VAE's loss became NaN/inf ({loss}) at step {step}")
+        sigma = math.exp(log_sigma)  # the geometric mean over the interval
+        self.callbacks.on_log({"step": step, "loss": loss, "recon": recon, "kl": kl, "sigma": sigma})
+
+    def postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        return {"ELBO": f"{-record['loss']:.3f}", "recon": f"{record['recon']:.3f}", "KL": f"{record['kl']:.3f}"}
+
+
+register_family(VAE())

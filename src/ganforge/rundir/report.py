@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ganforge.errors import UsageError
+from ganforge.families import FAMILIES
 from ganforge.io import atomic_write
+from ganforge.rundir.store import METRICS_FILE, MetricsLog
 
 REPORT_NAME = "report.html"
 COMPARE_NAME = "compare.html"  # a comparison never overwrites the first run's own report
@@ -68,21 +70,14 @@ def read_run(path: str | Path, name: str | None = None) -> RunRecords:
     config = _read_json(path / "config.json", required=True)
     run = RunRecords(name=name or path.name or str(path), path=path, config=config,
                      summary=_read_json(path / "summary.json", required=False))
-    metrics = path / "metrics.jsonl"
-    lines = metrics.read_text(encoding="utf-8", errors="replace").splitlines() if metrics.is_file() else []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            run.bad_lines += line.strip() != ""
-            continue
-        if not isinstance(record, dict):
-            run.bad_lines += 1
-        elif isinstance(record.get("eval"), dict):
-            run.evals.append({"step": record.get("step"), **record["eval"]})
-        elif "loss_d" in record:
-            run.logs.append(record)
-            run.warnings += [(record.get("step"), str(text)) for text in record.get("warnings") or []]
+    try:
+        log = MetricsLog(path / METRICS_FILE).read()
+    except OSError as exc:
+        raise UsageError(f"{path / METRICS_FILE} cannot be read ({exc}); the run is damaged") from None
+    run.bad_lines = log.bad_lines
+    run.evals = log.evals
+    run.logs = log.game
+    run.warnings = [(record.get("step"), str(text)) for record in run.logs for text in record.get("warnings") or []]
     for entry in (run.summary or {}).get("warnings") or []:  # the monitor's list, should the log lack one
         item = (entry.get("step"), str(entry.get("warning"))) if isinstance(entry, dict) else (None, str(entry))
         if item not in run.warnings:
@@ -191,18 +186,14 @@ pre { background: #f7f7f7; padding: .6em; overflow-x: auto; }
 """
 
 
-OWN_LOSSES = {"vae": "vae (ELBO)", "timegan": "timegan (TimeGAN's losses)"}
-"""Model families that train in their own loop, and what their runs table shows as the loss."""
-
-
 def _runs_table(runs: Sequence[RunRecords]) -> str:
     rows = []
     for run in runs:
         data = run.config.get("data", {}).get("source", "?")
         loss = run.config.get("train", {}).get("loss", "?")
-        family = run.config.get("model", {}).get("family")
-        if family in OWN_LOSSES:
-            loss = OWN_LOSSES[family]  # the VAE baseline and TimeGAN train no GAN loss of train.loss
+        family = FAMILIES.get(run.config.get("model", {}).get("family") or "gan")
+        if family is not None and family.objective:  # the VAE baseline and TimeGAN train no GAN loss of train.loss
+            loss = f"{family.name} ({family.objective_text})"
         notes = f"; {run.bad_lines} unreadable line(s) of metrics.jsonl skipped" if run.bad_lines else ""
         rows.append(f"<tr><td><b>{_e(run.name)}</b></td><td>{_e(run.path)}</td><td>{_e(data)}</td>"
                     f"<td>{_e(loss)}</td><td>{_e(run.status() + notes)}</td></tr>")

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ganforge.errors import UsageError
+from ganforge.families import FAMILIES
+from ganforge.rundir.store import METRICS_FILE, MetricsLog
 
 RUN_MARK = "config.json"
 SEARCH_DEPTH = 2  # levels of subfolders searched below the folder
@@ -104,12 +106,12 @@ def read_row(path: Path, folder: Path) -> dict[str, Any]:
     if config is not None:
         row["data"] = _get(config, "data", "source")
         row["domain"] = _get(config, "data", "domain")
-        # a VAE baseline (model.family=vae) trains no GAN loss: its objective is the ELBO; TimeGAN has its own losses
-        family = _get(config, "model", "family")
-        row["loss"] = family if family in ("vae", "timegan") else _get(config, "train", "loss")
+        # a family with an objective of its own (the VAE's ELBO, TimeGAN's losses) trains no GAN loss
+        family = FAMILIES.get(_get(config, "model", "family") or "gan")
+        row["loss"] = family.name if family is not None and family.objective else _get(config, "train", "loss")
         row["steps_total"] = _get(config, "train", "steps")
     summary = _read_json(path / "summary.json", problems) if (path / "summary.json").exists() else None
-    last_step, last_log, last_eval = _tail(path / "metrics.jsonl", problems)
+    last_step, last_log, last_eval = _tail(path / METRICS_FILE, problems)
     running = is_locked(path)
     row["steps"] = last_step if last_step is not None else (summary or {}).get("steps")
     if running:
@@ -250,31 +252,12 @@ def _get(config: dict[str, Any], section: str, key: str) -> Any:
 def _tail(path: Path, problems: list[str]) -> tuple[int | None, dict | None, dict | None]:
     """The last step, the last monitor record and the last evaluation in the end of ``metrics.jsonl``."""
     try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, size - TAIL_BYTES))
-            lines = fh.read().decode("utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        return None, None, None
+        records = MetricsLog(path).read(tail_bytes=TAIL_BYTES)
     except OSError as exc:
         problems.append(f"metrics.jsonl cannot be read ({exc})")
         return None, None, None
-    if size > TAIL_BYTES:
-        lines = lines[1:]  # the first line read may be the end of a longer one
-    last_step = last_log = last_eval = None
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a record cut short by a kill
-        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-            continue
-        last_step = max(record["step"], last_step if last_step is not None else record["step"])
-        if isinstance(record.get("eval"), dict):
-            last_eval = record["eval"]
-        elif "loss_d" in record:
-            last_log = record
-    return last_step, last_log, last_eval
+    game = records.game
+    return records.last_step, game[-1] if game else None, records.last_eval
 
 
 # --- formatting ---------------------------------------------------------------------------------
