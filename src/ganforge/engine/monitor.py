@@ -10,6 +10,12 @@ TN = fake judged fake, as fractions of the samples seen in the interval. At the 
 the minimax game D(x) = D(G(z)) = 0.5 and both accuracies approach 0.5. For Wasserstein and hinge
 critics the logit is a score, not a log-odds: the threshold 0 and the sigmoid are read only as
 "which side D leans to".
+
+D ahead (a small data set memorised): ADA's overfitting heuristic r_t = E[sign(D(x_real))]
+(Karras et al. 2020) is (TP - FN) / real samples, logged as ``ada_rt`` with augmentation's ``aug_p``.
+When D calls >= 90% of both real and generated samples right, or r_t >= 0.9 while D is not fooled,
+for a stretch of log intervals, the monitor warns once and says what to try; while ADA steers p
+(``ada_target`` given) it warns only once p has reached 1 and r_t still exceeds the target.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ class Alarms:
     collapse_patience: int = 2
     vanishing_grad: float = 1e-5
     vanishing_patience: int = 5
+    d_ahead_accuracy: float = 0.9
+    d_ahead_rt: float = 0.9
+    d_ahead_patience: int = 5
 
 
 @dataclass
@@ -44,7 +53,7 @@ class Monitor:
     def __post_init__(self) -> None:
         self._acc_d = torch.zeros(len(_KEYS), device=self.device, dtype=torch.float64)
         self._acc_g = torch.zeros(2, device=self.device, dtype=torch.float64)
-        self._streak = {"d_wins": 0, "collapse": 0, "vanishing": 0}
+        self._streak = {"d_wins": 0, "collapse": 0, "vanishing": 0, "d_ahead": 0}
         self.warnings: list[dict] = []
 
     @torch.no_grad()
@@ -80,8 +89,12 @@ class Monitor:
         self._acc_d[0] /= shard.world  # loss_d: a sum of per-step means, divided by the D steps at flush
         # loss_g is divided by the summed count of G steps (world times the steps), so it is averaged already
 
-    def flush(self, step: int, d_steps: int, grad_norm_d: float, grad_norm_g: float, diversity: float) -> dict:
-        """Summarise the interval since the last flush; returns the log record (with ``warnings``)."""
+    def flush(self, step: int, d_steps: int, grad_norm_d: float, grad_norm_g: float, diversity: float,
+              augment_p: float | None = None, ada_target: float | None = None) -> dict:
+        """Summarise the interval since the last flush; returns the log record (with ``warnings``).
+
+        ``augment_p``: the probability of D's input augmentations when they are on (logged as
+        ``aug_p``, with r_t as ``ada_rt``); ``ada_target``: r_t's target when ADA steers p."""
         acc = dict(zip(_KEYS, self._acc_d.tolist()))
         g_loss_sum, g_steps = self._acc_g.tolist()
         self._acc_d.zero_()
@@ -105,7 +118,10 @@ class Monitor:
             "grad_norm_g": grad_norm_g,
             "diversity": diversity,
         }
-        record["warnings"] = self._alarms(record)
+        rt = (acc["tp"] - acc["fn"]) / n_real
+        if augment_p is not None:
+            record.update(aug_p=augment_p, ada_rt=rt)
+        record["warnings"] = self._alarms(record) + self._d_ahead_alarm(record, rt, augment_p, ada_target)
         return record
 
     @staticmethod
@@ -136,6 +152,23 @@ class Monitor:
             self.warnings.append({"step": r["step"], "warning": text})
         return out
 
+    def _d_ahead_alarm(self, r: dict, rt: float, augment_p: float | None, ada_target: float | None) -> list[str]:
+        """D ahead for ``d_ahead_patience`` log intervals: once per stretch, what to try."""
+        a = self.alarms
+        both_right = r["acc_real"] >= a.d_ahead_accuracy and r["acc_fake"] >= a.d_ahead_accuracy
+        not_fooled = r["acc_fake"] >= 0.5  # r_t near 1 because D calls everything real is not D ahead
+        if ada_target is not None:  # ADA raises p against this itself, until p reaches 1
+            ahead = augment_p is not None and augment_p >= 1 and (both_right or (not_fooled and rt > ada_target))
+        else:
+            ahead = both_right or (not_fooled and rt >= a.d_ahead_rt)
+        if self._bump("d_ahead", ahead) != a.d_ahead_patience:
+            return []
+        text = (f"D is ahead: it calls {r['acc_real']:.0%} of real and {r['acc_fake']:.0%} of generated samples right "
+                f"(r_t = E[sign D(x_real)] = {rt:.2f}) for {a.d_ahead_patience} log intervals, as when it memorises "
+                f"a small data set; {_d_ahead_advice(augment_p, ada_target is not None)}")
+        self.warnings.append({"step": r["step"], "warning": text})
+        return [text]
+
     def _bump(self, name: str, active: bool) -> int:
         self._streak[name] = self._streak[name] + 1 if active else 0
         return self._streak[name]
@@ -146,6 +179,16 @@ class Monitor:
     def load_state(self, state: dict) -> None:
         self._streak.update(state.get("streak", {}))
         self.warnings = list(state.get("warnings", []))
+
+
+def _d_ahead_advice(augment_p: float | None, ada: bool) -> str:
+    slower_d = ("fewer or slower D steps (train.n_critic, train.lr_d), or an R1 penalty on real data "
+                "(train.r1_weight, e.g. 0.1)")
+    if augment_p is None:
+        return f"try augmentation (train.augment=translation,cutout,color with train.ada=true), {slower_d}"
+    if augment_p < 1 and not ada:
+        return f"try train.ada=true (or a larger train.augment_p), {slower_d}"
+    return f"augmentation is at p = 1 already: try {slower_d}, or more data"
 
 
 def grad_norm(module: torch.nn.Module) -> float:

@@ -150,6 +150,9 @@ def render(runs: Sequence[RunRecords], draw: bool = False) -> str:
         ("confusion", "Confusion matrix", _confusion_section(runs)),
         ("gradients", "Gradient norms", _curves(runs, "gradients")),
         ("diversity", "Sample diversity", _curves(runs, "diversity")),
+        # runs with train.augment log ADA's probability and heuristic
+        *([("augment", "Augmentation", _curves(runs, "augment"))]
+          if any("aug_p" in r for run in runs for r in run.logs) else []),
         ("evaluation", "Evaluation metrics", _evaluation_section(runs)),
         ("samples", "Samples", _samples_section(runs, draw)),
         ("warnings", "Warnings", _warnings_section(runs)),
@@ -247,6 +250,11 @@ PANELS = {
     "diversity": Panel("Sample diversity", (("diversity", "diversity"),),
                        "Mean pairwise distance of G's samples on fixed latents relative to the data's; far "
                        "below 1 is mode collapse.", hline=(1.0, "the data's")),
+    "augment": Panel("Augmentation", (("aug_p", "p"), ("ada_rt", "r_t")),
+                     "p: the probability of each augmentation of D's inputs (train.augment), fixed or steered by "
+                     "ADA; r_t = E[sign D(x_real)] on the augmented reals, ADA's overfitting heuristic, which ADA "
+                     "steers towards train.ada_target (0.6 by default); near 1, D has memorised the real images.",
+                     ylim=(-1.02, 1.02), hline=(0.0, "r_t of a D that cannot tell")),
 }
 # fixed margins: matplotlib's tight and constrained layouts measure every tick label, seconds a page
 MARGINS = {"left": 0.08, "right": 0.98, "top": 0.88, "bottom": 0.16, "wspace": 0.25}
