@@ -75,7 +75,7 @@ def seconds_per_step(settings: list[str], warmup: int = 3, iters: int = 20) -> f
     device = resolve_device(cfg.device)
     players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device,
                             dataset.state.get("net_args"))
-    trainer = Trainer(cfg, players, dataset.train, device, NullCallbacks())
+    trainer = Trainer(cfg, players, dataset.train, device, NullCallbacks(), batch_transform=dataset.batch_transform)
     trainer.t.steps = warmup
     trainer.run()
     if device.type == "cuda":

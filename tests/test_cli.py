@@ -254,7 +254,7 @@ def test_image_interpolation_grid_has_one_path_per_row(tmp_path):
     ganforge.train("digits", out=run_dir, settings={"train.steps": 2, "train.batch": 16, "model.g_width": 8,
                                                      "model.d_width": 8, "train.eval_every": 0})
     ganforge.load(run_dir).domain.save_samples(ganforge.load(run_dir).interpolate(pairs=3, steps=7), tmp_path / "s.png",
-                                               columns=7)
+                                               columns=7, scale=1)
     width, height = Image.open(tmp_path / "s.png").size
     assert (width, height) == (7 * (8 + 2) + 2, 3 * (8 + 2) + 2)  # 8x8 digits, 2-pixel padding
 

@@ -6,6 +6,7 @@
     >>> points = run.sample(1000, seed=0)                             # doctest: +SKIP
     >>> run.evaluate()["modes"]                                       # doctest: +SKIP
     >>> ganforge.runs("runs")                                         # doctest: +SKIP
+    >>> ganforge.compare("runs/digits", "real/", features="digits-cnn")["fid"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from ganforge.config import RunConfig
 from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.losses import LOSSES, gradient_penalty, r1_penalty
+from ganforge.rundir.compare import compare
 from ganforge.rundir.report import report
 from ganforge.rundir.run import Run
 from ganforge.rundir.runs import runs
@@ -51,5 +53,5 @@ def load(run_dir: str | Path) -> Run:
     return Run(run_dir)
 
 
-__all__ = ["LOSSES", "Run", "RunConfig", "TabularGAN", "TrainingDiverged", "UsageError", "gradient_penalty", "latents",
-           "lerp", "load", "r1_penalty", "report", "runs", "slerp", "train"]
+__all__ = ["LOSSES", "Run", "RunConfig", "TabularGAN", "TrainingDiverged", "UsageError", "compare", "gradient_penalty",
+           "latents", "lerp", "load", "r1_penalty", "report", "runs", "slerp", "train"]

@@ -2,13 +2,16 @@
 
     >>> import ganforge
     >>> gan = ganforge.TabularGAN(steps=3000, target="income").fit(df)          # doctest: +SKIP
-    >>> synth = gan.sample(1000, conditions={"sex": "Female"})                  # doctest: +SKIP
+    >>> synth = gan.sample(1000, conditions={"sex": "Female"})   # new rows each call  # doctest: +SKIP
+    >>> same = gan.sample(1000, seed=7)                          # reproducible       # doctest: +SKIP
     >>> gan.save("models/adult")                                                # doctest: +SKIP
-    >>> ganforge.load("models/adult").sample(10)          # a DataFrame        # doctest: +SKIP
+    >>> gan = ganforge.TabularGAN.load("models/adult")          # the model back      # doctest: +SKIP
 
 A fitted model is an ordinary run directory (config, column encoders in ``data.json``, weights),
-so ``ganforge sample DIR --out synth.csv`` and ``ganforge eval DIR`` work on it too. The training
-rows are never written into it.
+so ``ganforge sample DIR --out synth.csv`` and ``ganforge eval DIR`` work on it too, and
+``ganforge.load(DIR)`` opens it as a :class:`~ganforge.rundir.run.Run` (whose ``sample`` is
+seeded, 0 by default); ``TabularGAN.load(DIR)`` gives the ``TabularGAN`` back. The training rows
+are never written into it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 MAX_REJECTION_ROUNDS = 50
+SAMPLING_STREAM = 0x5A3B1E  # the sampling seeds' stream, apart from anything else seeded by ``seed``
 
 
 class TabularGAN:
@@ -71,6 +75,7 @@ class TabularGAN:
         self.run: Run | None = None
         self.summary: dict[str, Any] | None = None
         self._G: torch.nn.Module | None = None
+        self.reset_sampling()
 
     def fit(self, data: "pd.DataFrame | str | Path") -> "TabularGAN":
         """Train on a DataFrame or a ``.csv``/``.parquet`` file; returns ``self``."""
@@ -114,9 +119,20 @@ class TabularGAN:
             self._G = self._fitted().generator()
         return self._G
 
-    def sample(self, n: int, conditions: dict[str, Any] | None = None, seed: int = 0,
+    def reset_sampling(self) -> None:
+        """Start the sequence of :meth:`sample` calls without ``seed`` again: the calls after this
+        return the same tables as the calls after construction or :meth:`load` did (as SDV's
+        ``reset_sampling``)."""
+        self._sampling = np.random.default_rng([int(self.config.seed), SAMPLING_STREAM])
+
+    def sample(self, n: int, conditions: dict[str, Any] | None = None, seed: int | None = None,
                truncation: float | None = None) -> "pd.DataFrame":
         """``n`` synthetic rows as a DataFrame with the training table's columns and dtypes.
+
+        Each call without ``seed`` returns new rows, as CTGAN's and SDV's ``sample`` do; the
+        sequence of such calls starts from the model's ``seed`` (the same script gives the same
+        tables; see :meth:`reset_sampling`). With ``seed`` the rows are reproducible: the same
+        ``seed`` gives the same rows on every call, in any process.
 
         ``conditions`` fixes values of categorical or boolean columns, e.g. ``{"sex": "Female"}``
         (``None`` asks for missing values where the column had them). The rarest condition is
@@ -127,16 +143,20 @@ class TabularGAN:
         run = self._fitted()
         if n < 1:
             raise UsageError(f"n must be >= 1, got {n}")
+        if seed is None:  # room for the rejection rounds' seeds (seed + round) below 2**31
+            seed = int(self._sampling.integers(2**31 - MAX_REJECTION_ROUNDS - 1))
         if not conditions:
             return run.sample(n, seed=seed, truncation=truncation, G=self.generator())
         return sample_with_conditions(run, self.generator(), n, conditions, seed, truncation)
 
-    def evaluate(self, real: "pd.DataFrame | None" = None, n: int = 2500, seed: int = 0) -> dict[str, Any]:
-        """Scores of ``n`` samples: against the training file's data (with its holdout), or against
-        ``real`` (a DataFrame, e.g. the one the model was fitted on) when given."""
+    def evaluate(self, real: "pd.DataFrame | None" = None, n: int = 2500, seed: int = 0,
+                 protocol: str | None = None) -> dict[str, Any]:
+        """Scores of ``n`` samples (drawn with ``seed``): against the training file's data (with its
+        holdout; ``protocol`` ``fast`` or ``full`` as in :meth:`Run.evaluate`), or against ``real`` (a
+        DataFrame, e.g. the one the model was fitted on) when given, with every score."""
         run = self._fitted()
         if real is None:
-            return run.evaluate(n, seed, G=self.generator())
+            return run.evaluate(n, seed, G=self.generator(), protocol=protocol)
         from ganforge.metrics.tabular import evaluate_tables
 
         kinds = {spec["name"]: spec["kind"] for spec in run.data_state["columns"]}

@@ -185,7 +185,8 @@ def test_claims_its_own_file(loaded):
 
 
 def test_train_is_a_finite_float32_tensor_of_samples(loaded):
-    train = loaded.dataset.train
+    """What the trainers see: the encoded rows (images keep uint8 pixels and encode each minibatch)."""
+    train = loaded.dataset.encoded()
     assert isinstance(train, torch.Tensor) and train.dtype == torch.float32
     assert train.dim() >= 2 and len(train) >= 2 and tuple(train.shape[1:]) == loaded.dataset.sample_shape
     assert torch.isfinite(train).all()

@@ -295,7 +295,7 @@ def test_save_samples_npz_npy_png_and_plot(tmp_path):
     assert np.array_equal(np.load(tmp_path / "s.npz")["images"], samples)
     domain.save_samples(samples, tmp_path / "s.npy")
     assert np.array_equal(np.load(tmp_path / "s.npy"), samples)
-    domain.save_samples(samples, tmp_path / "s.png")
+    domain.save_samples(samples, tmp_path / "s.png", scale=1)  # their own size; the default enlarges them
     grid = np.asarray(Image.open(tmp_path / "s.png"))
     assert grid.shape == image_grid(samples).shape == (3 * 10 + 2, 4 * 8 + 2, 3)
     assert np.array_equal(grid[2:10, 2:8], samples[0])

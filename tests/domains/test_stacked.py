@@ -4,6 +4,7 @@ import math
 from importlib import metadata
 
 import numpy as np
+import torch
 import pytest
 
 from ganforge.domains.images.stacked import stack_digits
@@ -118,8 +119,8 @@ def test_builtin_set_stacks_training_digits_and_holds_out_test_digits(read_once)
     from ganforge.domains.images import ImagesDomain
 
     ds = ImagesDomain().load(DataConfig(source="stacked-mnist", n=300))
-    assert ds.train.shape == (300, 3, 28, 28) and ds.train.dtype.is_floating_point
-    assert ds.train.min() == -1 and ds.train.max() == 1
+    assert ds.train.shape == (300, 3, 28, 28) and ds.train.dtype == torch.uint8
+    assert ds.encoded().min() == -1 and ds.encoded().max() == 1
     assert ds.holdout.shape == (26000, 28, 28, 3) and ds.holdout.dtype == np.uint8
     assert ds.state["fingerprint"] == "builtin:stacked-mnist:n=300" and ds.state["shape"] == [3, 28, 28]
     assert ds.state["class_names"] == [str(c) for c in range(1000)]  # all 1,000 modes, though 300 images miss most

@@ -162,13 +162,12 @@ def test_save_samples_npy_csv_png(tmp_path):
 
 
 def test_evaluate_quick_scores_and_plot(tmp_path, monkeypatch):
-    monkeypatch.setattr(ts, "QUICK_DISC_ITERATIONS", 60)
-    monkeypatch.setattr(ts, "QUICK_PRED_ITERATIONS", 20)
+    monkeypatch.setitem(ts.SCORE_PROTOCOLS, "quick", ts.ScoreProtocol(1, 60, 20, ts.QUICK_N))
     np.save(tmp_path / "w.npy", ts.sine_data(200, 8, 4, np.random.default_rng(0)) * 10)
     ds = load(tmp_path / "w.npy")
     good = series.evaluate(ts.sine_data(200, 8, 4, np.random.default_rng(1)) * 10, ds, quick=True)
     bad = series.evaluate(np.full_like(ds.holdout, 7.5), ds, quick=True)
-    assert good["n"] == 200 and good["repeats"] == 1
+    assert good["n"] == 200 and good["repeats"] == 1 and good["protocol"] == "quick"
     assert good["acf_distance"] < bad["acf_distance"] and good["discriminative"] < bad["discriminative"]
     with pytest.raises(UsageError, match="--features"):
         series.evaluate(ds.holdout, ds, features="digits-cnn")

@@ -57,6 +57,7 @@ def test_one_row_per_run_with_status_steps_and_final_metrics(sweep):
     for row, path in ((ns, sweep / "ns"), (lsgan, sweep / "more" / "lsgan")):
         final = summary(path)
         assert row["seconds"] == final["seconds"]
+        assert (row["train_seconds"], row["eval_seconds"]) == (final["train_seconds"], final["eval_seconds"])
         scores = {k: v for k, v in final["eval"].items() if not isinstance(v, (list, dict))}
         assert scores and all(row[k] == v for k, v in scores.items())  # every numeric score, nested ones left out
         assert "mode_counts" not in row
@@ -78,8 +79,8 @@ def test_a_run_being_trained_is_running(sweep):
 def test_python_api_is_a_dataframe(sweep):
     frame = ganforge.runs(sweep)
     assert list(frame["name"]) == NAMES
-    assert list(frame.columns[:10]) == ["name", "data", "domain", "loss", "steps", "steps_total", "status",
-                                        "seconds", "path", "error"]
+    assert list(frame.columns[:12]) == ["name", "data", "domain", "loss", "steps", "steps_total", "status",
+                                        "seconds", "train_seconds", "eval_seconds", "path", "error"]
     best = frame.sort_values("reverse_kl").iloc[0]
     assert best["reverse_kl"] == min(summary(sweep / "ns")["eval"]["reverse_kl"],
                                      summary(sweep / "more" / "lsgan")["eval"]["reverse_kl"])
@@ -94,7 +95,8 @@ def test_cli_table_sorts_and_chooses_columns(sweep, capsys):
     assert main(["runs", str(sweep), "--sort", "reverse_kl", "--columns", "modes,reverse_kl"]) == 0
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
-    assert header == ["name", "data", "domain", "loss", "steps", "status", "time", "modes", "reverse_kl", "error"]
+    assert header == ["name", "data", "domain", "loss", "steps", "status", "train", "eval", "modes", "reverse_kl",
+                      "error"]
     rows = {r["name"]: r for r in list_runs(sweep)}
     ascending = sorted((n for n in NAMES if n != "broken"), key=lambda n: (rows[n]["reverse_kl"], n))
     assert table_names(out) == ascending + ["broken"]  # lower KL is better; a row without it comes last

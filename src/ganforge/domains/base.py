@@ -1,14 +1,16 @@
 """What every domain is and shares: the ``Dataset`` it hands the engine, the ``Domain`` protocol,
 a base class with the behaviour most domains share, and the registry.
 
-The engine sees only ``Dataset.train``, a float tensor ``[N, *sample_shape]`` in the encoded
-space, and asks the domain to decode generated tensors back to the user's space. A new kind of
+The engine sees only ``Dataset.train``, a tensor ``[N, *sample_shape]`` in the encoded space (or
+stored compactly, with a ``batch_transform`` that encodes each minibatch), and asks the domain to
+decode generated tensors back to the user's space. A new kind of
 data is one new module in this package that subclasses :class:`BaseDomain` (or implements
 :class:`Domain`) and calls :func:`register_domain`, plus its place in ``CLAIM_ORDER``.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -29,7 +31,8 @@ class Dataset:
     name: str
     domain: str
     train: torch.Tensor
-    """Encoded training samples ``[N, *sample_shape]``, float32."""
+    """Training samples ``[N, *sample_shape]``: encoded, float32, or in a compact storage type that
+    ``batch_transform`` encodes (images: uint8 pixels, possibly memory-mapped); see :meth:`encoded`."""
     state: dict[str, Any]
     """JSON-serialisable facts needed to decode samples later without the data (e.g. scaler stats).
     ``state["net_args"]`` (optional) holds what a net family needs beyond the sample shape, e.g.
@@ -47,10 +50,19 @@ class Dataset:
     sampler: Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None
     """Optional minibatch sampler for conditional data, ``(batch, generator) -> (row indices, conditions)``,
     used by the loop instead of uniform rows (tables: CTGAN's training-by-sampling); see ``engine.loop.Sampler``."""
+    batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Applied by the trainers to each minibatch of ``train`` rows before anything sees them, e.g.
+    uint8 pixels ``[B, C, H, W]`` -> float32 in [-1, 1]; deterministic. None: ``train`` is encoded."""
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.train.shape[1:])
+
+    def encoded(self, rows: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """``train[rows]`` (every row by default) as the engine sees them: encoded floats
+        ``[len(rows), *sample_shape]``, through ``batch_transform``."""
+        x = self.train if rows is None else self.train[rows]
+        return x if self.batch_transform is None else self.batch_transform(x)
 
 
 class RunView(Protocol):
@@ -78,9 +90,13 @@ class Domain(Protocol):
     """The domain's training recipe as dotted settings, applied to keys the user left alone."""
     samples_file: str
     """The file name of a finished run's samples (``samples.npy``; tables ``samples.csv``)."""
+    grids: bool
+    """Whether its ``save_samples`` draws a ``.png`` as a grid of pictures and takes ``scale`` (images)."""
     windows: bool
     """Whether its samples are windows ``[L, C]`` of time series (what sequence models such as
     TimeGAN train on)."""
+    headline: tuple[str, ...]
+    """The evaluation keys ``ganforge runs`` shows for this domain's runs, most telling first."""
 
     def builtin_names(self) -> dict[str, str]:
         """Built-in data set names and one-line descriptions."""
@@ -136,13 +152,24 @@ def modes_line(scores: dict[str, Any]) -> list[str]:
     return [f"modes      {scores['modes']}/{scores['modes_total']}{hq}   reverse KL {scores['reverse_kl']:.4f}{floor}"]
 
 
+def decimal_text(values: np.ndarray) -> list[list[str]]:
+    """Rows of numbers ``[N, d]`` as CSV cells in plain decimal notation: the shortest text that reads
+    back as the same float64 (``4.4110758250208``, ``0.00001``, never ``4.41e+00``), NaN empty."""
+    def cell(v: float) -> str:
+        return np.format_float_positional(v, trim="-") if np.isfinite(v) else ("" if np.isnan(v) else str(v))
+
+    return [[cell(v) for v in row] for row in np.asarray(values, dtype=np.float64).tolist()]
+
+
 class BaseDomain:
     """What most domains share: unconditional and class-conditional sampling and scoring, samples in
     ``samples.npy``, and a summary of the distances. A domain overrides what it does differently."""
 
     samples_file = "samples.npy"
+    grids = False
     windows = False
     summary_keys: tuple[str, ...] = DISTANCE_KEYS
+    headline: tuple[str, ...] = ("energy_distance", "precision", "recall")
 
     def conditions(self, run: RunView, n: int, labels: Any = None, cond: torch.Tensor | None = None,
                    dataset: Dataset | None = None) -> torch.Tensor | None:
@@ -219,8 +246,10 @@ def infer_domain(source: str) -> Domain:
         return DOMAINS[builtin[source][0]]
     path = Path(source)
     if not path.exists():
+        close = difflib.get_close_matches(source.lower(), list(builtin), n=1)  # "rign8", "Sines"
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise UsageError(
-            f"'{source}' is neither a built-in data set nor an existing file; "
+            f"'{source}' is neither a built-in data set nor an existing file{hint}; "
             f"run 'ganforge datasets' for the names, or check the path"
         )
     for name in CLAIM_ORDER:

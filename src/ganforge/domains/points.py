@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from ganforge.config import DataConfig
-from ganforge.domains.base import BaseDomain, Dataset, distance_line, holdout_indices, modes_line, register_domain
+from ganforge.domains.base import (BaseDomain, Dataset, decimal_text, distance_line, holdout_indices, modes_line,
+                                   register_domain)
 from ganforge.errors import UsageError
-from ganforge.io import file_sha256, is_number
+from ganforge.io import check_scale, csv_delimiter, file_sha256, is_number, load_npy, title_line
 from ganforge.metrics import energy_distance, mixture_metrics, mmd_rbf, prdc
 
 DATA_SEED = 20140610  # fixed: a built-in name always means the same points
@@ -78,13 +79,19 @@ POINT_SETS: dict[str, PointSet] = {
 
 
 def _read_csv_points(path: Path) -> np.ndarray:
-    """Parse a numeric CSV; one optional header row; every row the same width."""
+    """Parse a numeric CSV (fields separated by ``,`` or a sniffed ``;``, tab or ``|``); one
+    optional header row; every row the same width."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            rows = [(line, row) for line, row in enumerate(csv.reader(fh), start=1)
+            rows = [(line, row) for line, row in enumerate(csv.reader(fh, delimiter=csv_delimiter(path)), start=1)
                     if row and any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"cannot read {path}: {exc}; give a readable UTF-8 .csv of numbers") from None
+    title = title_line([row for _, row in rows[:6]])
+    if title is not None or (len(rows) > 2 and not _all_numeric(rows[0][1]) and not _all_numeric(rows[1][1])
+                             and _all_numeric(rows[2][1])):
+        raise UsageError(f"{path}: the first line ({(title or ','.join(rows[0][1]))[:40]!r}) looks like a title above "
+                         "the header; remove it (a points file is an optional header row, then rows of numbers)")
     if rows and not _all_numeric(rows[0][1]):
         rows = rows[1:]  # a header row
     if not rows:
@@ -116,7 +123,7 @@ def csv_is_points(path: Path, max_rows: int = 1000) -> bool:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = []
-            for row in csv.reader(fh):
+            for row in csv.reader(fh, delimiter=csv_delimiter(path)):
                 if row and any(cell.strip() for cell in row):
                     rows.append(row)
                 if len(rows) > max_rows:
@@ -133,10 +140,7 @@ def read_points_file(path: Path) -> np.ndarray:
     if not path.is_file():
         raise UsageError(f"data file not found: {path}; check the path")
     if path.suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise UsageError(f"cannot read {path} as a NumPy array ({exc}); give a valid .npy of numbers") from None
+        array = load_npy(path)
     elif path.suffix == ".csv":
         array = _read_csv_points(path)
     else:
@@ -145,8 +149,8 @@ def read_points_file(path: Path) -> np.ndarray:
         raise UsageError(f"{path}: expected numbers, found dtype {array.dtype}; save a numeric array")
     if array.ndim == 1:
         array = array[:, None]
-    if array.ndim != 2:
-        raise UsageError(f"{path}: points must be a 2-D array [N, d], got shape {tuple(array.shape)}")
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise UsageError(f"{path}: points must be a 2-D array [N, d] with d >= 1, got shape {tuple(array.shape)}")
     if len(array) < 2:
         raise UsageError(f"{path}: need at least 2 points, found {len(array)}")
     bad = ~np.isfinite(array)
@@ -154,6 +158,7 @@ def read_points_file(path: Path) -> np.ndarray:
         row = int(np.argwhere(bad)[0][0])
         raise UsageError(f"{path}: {int(bad.any(axis=1).sum())} row(s) hold NaN or inf (first: row {row}); "
                          "remove or impute them")
+    check_scale(array, str(path))
     return array.astype(np.float64)
 
 
@@ -162,6 +167,7 @@ class PointsDomain(BaseDomain):
     default_net = "mlp"
     default_z_dim = 16
     defaults: dict[str, Any] = {}  # the dataclass defaults are the points recipe
+    headline = ("modes", "hq_fraction", "reverse_kl", "energy_distance")
 
     def builtin_names(self) -> dict[str, str]:
         return {name: s.description for name, s in POINT_SETS.items()}
@@ -172,7 +178,7 @@ class PointsDomain(BaseDomain):
         if path.suffix == ".npy":
             try:
                 return np.load(path, mmap_mode="r", allow_pickle=False).ndim in (1, 2)
-            except (ValueError, OSError):
+            except (ValueError, OSError, EOFError):
                 return True  # let load() report what is wrong with it
         return False
 
@@ -235,10 +241,11 @@ class PointsDomain(BaseDomain):
         if path.suffix == ".npy":
             with atomic_write(path, "wb") as fh:
                 np.save(fh, samples)
-        elif path.suffix == ".csv":
+        elif path.suffix == ".csv":  # plain decimals (4.4110758250208, not 4.411075825020800423e+00)
             with atomic_write(path, "w") as fh:
-                np.savetxt(fh, samples, delimiter=",", header=",".join(f"x{i}" for i in range(samples.shape[1])),
-                           comments="")
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(f"x{i}" for i in range(samples.shape[1]))
+                writer.writerows(decimal_text(samples))
         else:
             raise UsageError(f"--out {path}: points are written as .npy or .csv")
 

@@ -42,9 +42,10 @@ import numpy as np
 import torch
 
 from ganforge.config import DataConfig
-from ganforge.domains.base import DISTANCE_KEYS, BaseDomain, Dataset, distance_line, register_domain
+from ganforge.domains.base import DISTANCE_KEYS, BaseDomain, Dataset, decimal_text, distance_line, register_domain
 from ganforge.errors import UsageError
-from ganforge.io import file_sha256, is_number, package_file
+from ganforge.io import check_scale, csv_delimiter, file_sha256, is_number, load_npy, load_npz, package_file, title_line
+from ganforge.registry import Registry
 
 DATA_SEED = 20140610  # fixed: a built-in name always means the same series
 DEFAULT_WINDOW = 24  # TimeGAN's sequence length
@@ -53,6 +54,7 @@ Z_STEP = 4  # latent entries per time step of the domain's default latent (z_dim
 MAX_WINDOW_FEATURES = 64  # a 3-D .npy with at most this many features (last axis) ...
 MIN_WINDOW_LENGTH = 8  # ... and at least this many steps is a set of windows, unless it looks like images
 QUICK_N, QUICK_DISC_ITERATIONS, QUICK_PRED_ITERATIONS = 1000, 200, 400
+FAST_REPEATS, FAST_DISC_ITERATIONS, FAST_PRED_ITERATIONS = 2, 1000, 1000
 PLOT_N = 1000  # windows per side in the PCA / t-SNE picture (TimeGAN's visualisation uses 1,000)
 TIME_NAMES = {"date", "time", "datetime", "timestamp", "period", "t", "step", "index"}
 
@@ -105,7 +107,8 @@ def _is_date(cell: str) -> bool:
 def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            return [(line, row) for line, row in enumerate(csv.reader(fh), start=1) if any(c.strip() for c in row)]
+            reader = csv.reader(fh, delimiter=csv_delimiter(path))
+            return [(line, row) for line, row in enumerate(reader, start=1) if any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"cannot read {path}: {exc}; give a readable UTF-8 .csv") from None
 
@@ -114,7 +117,7 @@ def csv_has_time_index(path: Path) -> bool:
     """A CSV whose first column is a time index: named like one (date, time, ...) or holding dates."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(fh, delimiter=csv_delimiter(path))
             first = next(reader, [])
             second = next(reader, [])
     except (OSError, UnicodeDecodeError, csv.Error):
@@ -140,6 +143,10 @@ def read_csv_series(path: Path) -> SeriesSource:
     rows = _csv_rows(path)
     if not rows:
         raise UsageError(f"{path} holds no rows; give a CSV with one row per time step")
+    title = title_line([row for _, row in rows[:6]])
+    if title is not None:
+        raise UsageError(f"{path}: the first line ({title[:40]!r}) has fewer fields than the lines after it: a title "
+                         "above the header? remove it (the first line must be the header or the first time step)")
     indexed = csv_has_time_index(path)
     first = 1 if indexed else 0
     header = None
@@ -197,6 +204,7 @@ def _check_finite(series: np.ndarray, where: str) -> np.ndarray:
         step, feature = (int(v) for v in np.argwhere(bad)[0][:2])
         raise UsageError(f"{where}: {int(bad.sum())} NaN or infinite value(s), the first at step {step}, feature "
                          f"{feature}; fill or drop them (series must be complete)")
+    check_scale(series, where)
     return series
 
 
@@ -214,8 +222,9 @@ def _as_2d(array: np.ndarray, where: str) -> np.ndarray:
         raise UsageError(f"{where}: non-numeric values (dtype {array.dtype}); series hold numbers only")
     if array.ndim == 1:
         return array[:, None]
-    if array.ndim != 2:
-        raise UsageError(f"{where}: a series is [T] or [T, features], got shape {list(array.shape)}")
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise UsageError(f"{where}: a series is [T] or [T, features] with at least one feature, got shape "
+                         f"{list(array.shape)}")
     return array
 
 
@@ -225,6 +234,9 @@ def series_from_array(array: np.ndarray, where: str) -> SeriesSource:
     if array.dtype.kind not in "biuf":
         raise UsageError(f"{where}: non-numeric values (dtype {array.dtype}); series hold numbers only")
     if array.ndim == 3:
+        if 0 in array.shape:
+            raise UsageError(f"{where}: a set of sequences [N, length, features] with no empty axis, got shape "
+                             f"{list(array.shape)}")
         seqs = [_trim_sequence(np.asarray(s, dtype=np.float64), f"{where}: sequence {i}") for i, s in enumerate(array)]
         return SeriesSource(seqs, [f"x{i}" for i in range(array.shape[2])], is_set=True)
     series = _check_finite(_as_2d(array, where), where)
@@ -322,18 +334,13 @@ def read_series_file(path: Path) -> SeriesSource:
         return read_csv_series(path)
     if suffix == ".ts":
         source = read_ts_file(path)
-    elif suffix in (".npy", ".npz"):
-        try:
-            loaded = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise UsageError(f"cannot read {path} as NumPy data ({exc}); give a valid .npy/.npz of numbers") from None
-        if suffix == ".npy":
-            source = series_from_array(loaded, str(path))
-        else:
-            with loaded:
-                if not loaded.files:
-                    raise UsageError(f"{path} holds no arrays")
-                source = read_series([_as_2d(loaded[k], f"{path}[{k}]") for k in loaded.files], str(path))
+    elif suffix == ".npy":
+        source = series_from_array(load_npy(path), str(path))
+    elif suffix == ".npz":
+        arrays = load_npz(path)
+        if not arrays:
+            raise UsageError(f"{path} holds no arrays")
+        source = read_series([_as_2d(array, f"{path}[{k}]") for k, array in arrays.items()], str(path))
     else:
         raise UsageError(f"{path}: series files are .csv (time index first), .npy, .npz or .ts")
     source.fingerprint = "sha256:" + file_sha256(path)
@@ -501,6 +508,29 @@ def to_score_space(windows: np.ndarray, state: dict[str, Any]) -> np.ndarray:
 # The domain
 
 
+@dataclass(frozen=True)
+class ScoreProtocol:
+    """How much work TimeGAN's two post-hoc scores get in one evaluation (see ``data.eval_protocol``)."""
+
+    repeats: int
+    """Repeats of each score, at most ``data.metric_repeats`` (0 skips both); 0 here: all of them."""
+    disc_iterations: int
+    pred_iterations: int
+    max_windows: int = 0
+    """Windows scored a side, at most (0: as many as there are samples)."""
+
+
+SCORE_PROTOCOLS: Registry[ScoreProtocol] = Registry("data.eval_protocol")
+# measured on sines (2,500 windows a side, one thread, this shared 2-core machine): an iteration of
+# 2 repeats side by side costs 8-9 ms of CPU (1 repeat 7-8, 10 repeats 14-23), so "full" (10 x 2,000
+# + 5,000) takes about 2 minutes, "fast" about 17 s and "quick" about 5 s. With 1,000 instead of
+# 5,000 iterations the predictive score of sines against sines is 0.102 instead of 0.096 (2,000:
+# 0.097); the discriminative score of two draws of sines is 0.012-0.019 from 250 to 2,000.
+SCORE_PROTOCOLS.register("quick", ScoreProtocol(1, QUICK_DISC_ITERATIONS, QUICK_PRED_ITERATIONS, QUICK_N))
+SCORE_PROTOCOLS.register("fast", ScoreProtocol(FAST_REPEATS, FAST_DISC_ITERATIONS, FAST_PRED_ITERATIONS))
+SCORE_PROTOCOLS.register("full", ScoreProtocol(0, 2000, 5000))  # TimeGAN's code
+
+
 class SeriesDomain(BaseDomain):
     name = "series"
     default_net = "tcn"
@@ -560,7 +590,8 @@ class SeriesDomain(BaseDomain):
             "length": int(windows.shape[1]), "features": int(windows.shape[2]), "masked": masked,
             "score_space": "raw" if lo.min() >= 0 and hi.max() <= 1 else "minmax",
         }
-        meta = {"z_dim": int(windows.shape[1]) * Z_STEP, "metric_repeats": cfg.metric_repeats}
+        meta = {"z_dim": int(windows.shape[1]) * Z_STEP, "metric_repeats": cfg.metric_repeats,
+                "eval_protocol": cfg.eval_protocol}
         held = windows if holdout is None else holdout
         return Dataset(cfg.source, self.name, encode(windows, lo, scale, masked), state, held, meta)
 
@@ -569,24 +600,28 @@ class SeriesDomain(BaseDomain):
 
     def evaluate(self, samples: np.ndarray, dataset: Dataset, quick: bool = False,
                  features: str | None = None) -> dict[str, Any]:
-        """TimeGAN's discriminative and predictive scores (mean and std over ``data.metric_repeats``
-        repeats; one short repeat on at most 1,000 windows when ``quick``), and the autocorrelation
-        and cross-correlation distances, on as many real windows as samples."""
+        """TimeGAN's discriminative and predictive scores (mean and std over the repeats of the
+        run's ``data.eval_protocol``, see :data:`SCORE_PROTOCOLS`; the ``quick`` one during training),
+        and the autocorrelation and cross-correlation distances, on as many real windows as samples.
+        ``protocol`` in the result names the protocol that made the numbers."""
         from ganforge.metrics.timeseries import acf_distance, timegan_scores, xcorr_distance
 
         if features:
             raise UsageError(f"--features {features} scores images; series are scored by the TimeGAN protocol, "
                              "without it")
+        name = "quick" if quick else dataset.meta.get("eval_protocol", "fast")
+        protocol = SCORE_PROTOCOLS.get_entry(name)
         real_all = dataset.holdout
-        n = min(len(samples), len(real_all), QUICK_N if quick else len(samples))
+        n = min(len(samples), len(real_all), protocol.max_windows or len(samples))
         pick = np.random.default_rng(DATA_SEED).permutation(len(real_all))[:n]
         real = to_score_space(real_all[np.sort(pick)], dataset.state)
         fake = to_score_space(np.asarray(samples)[:n], dataset.state)
-        result: dict[str, Any] = {"n": int(n)}
-        repeats = 1 if quick else int(dataset.meta.get("metric_repeats", 10))
+        result: dict[str, Any] = {"n": int(n), "protocol": name}
+        asked = int(dataset.meta.get("metric_repeats", 10))  # data.metric_repeats; 0 skips the two scores
+        repeats = min(protocol.repeats, asked) if protocol.repeats else asked
         if repeats > 0 and n >= 4:
-            kwargs = {"disc_iterations": QUICK_DISC_ITERATIONS, "pred_iterations": QUICK_PRED_ITERATIONS} if quick else {}
-            result.update(timegan_scores(real, fake, repeats=repeats, **kwargs))
+            result.update(timegan_scores(real, fake, repeats=repeats, disc_iterations=protocol.disc_iterations,
+                                         pred_iterations=protocol.pred_iterations))
         result["acf_distance"] = acf_distance(real, fake)
         result["xcorr_distance"] = xcorr_distance(real, fake)
         return result
@@ -607,10 +642,11 @@ class SeriesDomain(BaseDomain):
             n, length, _ = samples_arr.shape
             valid = ~np.isnan(samples_arr).all(axis=2)
             index = np.stack(np.meshgrid(np.arange(n), np.arange(length), indexing="ij"), axis=2)[valid]
-            table = np.concatenate([index.astype(np.float64), samples_arr[valid]], axis=1)
-            with atomic_write(path, "w") as fh:
-                fh.write(",".join(["sample", "step", *names]) + "\n")
-                np.savetxt(fh, table, delimiter=",", fmt=["%d", "%d"] + ["%.10g"] * samples_arr.shape[2])
+            with atomic_write(path, "w") as fh:  # plain decimals, as the points' and tables' CSVs
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(["sample", "step", *names])
+                writer.writerows([*map(str, ij), *values] for ij, values in zip(index.tolist(),
+                                                                              decimal_text(samples_arr[valid])))
         elif suffix == ".png":
             from ganforge.render.plots import series_grid
 
@@ -623,20 +659,27 @@ class SeriesDomain(BaseDomain):
         windows (each averaged over its features), 1,000 per side."""
         from ganforge.render.plots import series_vs_real
 
+        from ganforge.metrics.tabular import one_thread
+
         real = to_score_space(dataset.holdout[:PLOT_N], dataset.state)
         fake = to_score_space(np.asarray(samples)[:PLOT_N], dataset.state)
-        series_vs_real(real, fake, dataset.name, path)
+        with one_thread():  # t-SNE: 6 s on one thread, 37 s on two fighting for a busy machine's cores
+            series_vs_real(real, fake, dataset.name, path)
 
     windows = True
     summary_keys = DISTANCE_KEYS + ("acf_distance", "xcorr_distance")
+    headline = ("discriminative", "predictive", "acf_distance")
 
     def summary_lines(self, scores: dict[str, Any]) -> list[str]:
-        """TimeGAN's discriminative and predictive scores, then the distances (ACF, cross-correlation)."""
+        """TimeGAN's discriminative and predictive scores (with the protocol that made them), then the
+        distances (ACF, cross-correlation)."""
         lines = []
         if "discriminative" in scores:
+            protocol = scores.get("protocol", "full")  # summaries from before the protocols: the full one
+            more = "" if protocol == "full" else "; TimeGAN's: ganforge eval RUN --protocol full"
             lines.append(f"timegan    discriminative {scores['discriminative']:.4f} ± {scores['discriminative_std']:.4f}"
                          f"   predictive {scores['predictive']:.4f} ± {scores['predictive_std']:.4f}"
-                         f"   ({scores['repeats']} repeats)")
+                         f"   ({protocol} protocol, {scores['repeats']} repeats{more})")
         return lines + distance_line(scores, self.summary_keys)
 
 

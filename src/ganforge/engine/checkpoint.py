@@ -10,7 +10,6 @@ ever unpickled: a tampered or truncated file fails the hash check or the safeten
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -25,15 +24,10 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 from ganforge.errors import UsageError
-from ganforge.io import fsync_dir, write_json
+from ganforge.io import failed_write, file_sha256, fsync_dir, write_json
 
 FORMAT_VERSION = 1
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def _flatten(
@@ -82,7 +76,7 @@ def save_checkpoint(
         state = {
             "format": FORMAT_VERSION,
             "step": step,
-            "weights_sha256": _sha256(weights),
+            "weights_sha256": file_sha256(weights),
             "optimizers": groups,
             "extra": extra,
         }
@@ -93,10 +87,9 @@ def save_checkpoint(
         os.rename(tmp, final)
         fsync_dir(root)
     except OSError as exc:
+        error = failed_write(exc, tmp)  # the real cause, found while the temporary folder still holds its space
         shutil.rmtree(tmp, ignore_errors=True)
-        if exc.filename is None:  # a failed write() names no file: name the checkpoint
-            raise OSError(exc.errno, exc.strerror, str(root / f"step-{step:08d}")) from exc
-        raise
+        raise OSError(error.errno, error.strerror, str(root / f"step-{step:08d}")) from exc  # the checkpoint's name
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -130,7 +123,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         state = json.loads(state_path.read_text(encoding="utf-8"))
         if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
             raise ValueError("unknown format")
-        if _sha256(weights_path) != state["weights_sha256"]:
+        if file_sha256(weights_path) != state["weights_sha256"]:
             raise UsageError(f"checkpoint {weights_path} is truncated or was modified (hash mismatch); {fix}")
         tensors = load_file(str(weights_path))
     except UsageError:
@@ -163,7 +156,7 @@ def restore(
             opt.load_state_dict({"state": per_param, "param_groups": state["optimizers"][name]})
         for name, gen in generators.items():
             gen.set_state(tensors[f"rng.{name}"])
-    except (RuntimeError, KeyError, ValueError) as exc:
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise UsageError(f"checkpoint does not match this run's networks ({str(exc).splitlines()[0]}); "
                          "resume with the run's own config.json") from None
 

@@ -26,6 +26,7 @@ from ganforge.losses import get_loss, gradient_penalty, r1_penalty
 from ganforge.nets import get_net
 from ganforge.nets.registry import check_net_args
 from ganforge.engine import tricks
+from ganforge.engine.augment import Augment, check_augment
 from ganforge.nets.layers import MinibatchStdDev
 from ganforge.engine.distributed import Shard, data_parallel, sync_batch_norm
 from ganforge.engine.monitor import Monitor, diversity_ratio, grad_norm
@@ -72,6 +73,7 @@ def build_generator(cfg: RunConfig, net: str, z_dim: int, sample_shape: tuple[in
 def build_discriminator(cfg: RunConfig, net: str, sample_shape: tuple[int, ...], device: torch.device,
                         net_args: dict | None = None) -> nn.Module:
     """D for samples of ``sample_shape``, with PacGAN packing folded into its input."""
+    check_augment(cfg.train, sample_shape)  # what D will see: augmentation needs images, before anything is written
     shape = tricks.packed_shape(sample_shape, cfg.train.pack)
     builder = get_net(net).discriminator
     check_net_args(net, builder, net_args or {})
@@ -95,6 +97,16 @@ Sampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 """``sampler(batch, generator) -> (row indices [batch] int64, conditions [batch, ...])``: how a
 conditional data set draws a minibatch when uniform rows with their own conditions are not what it
 wants, e.g. CTGAN's training-by-sampling (a condition first, then a real row that satisfies it)."""
+
+BatchTransform = Callable[[Tensor], Tensor]
+"""``transform(rows) -> encoded rows``: applied to each minibatch of the data tensor before anything
+sees it, e.g. uint8 image pixels -> float32 in [-1, 1], so the data set stays compact in memory."""
+
+
+def take_rows(data: Tensor, index: Tensor, transform: BatchTransform | None) -> Tensor:
+    """``data[index]``, through ``transform`` when there is one."""
+    rows = data[index]
+    return rows if transform is None else transform(rows)
 
 
 def set_progress(modules, fraction: float) -> None:
@@ -126,6 +138,9 @@ class Trainer(StepLoop):
     and the conditions both players train on (fakes are made for the same conditions); all its
     randomness must come from the generator it is given, so a resumed run repeats itself.
 
+    ``batch_transform`` (the data set's, e.g. uint8 image pixels -> float32 in [-1, 1]) is applied
+    to every set of ``data`` rows taken (minibatches, the fixed real rows, the L1 term's targets).
+
     ``shard`` (see ganforge.engine.distributed): on several ranks, every random draw is made for the
     global batch and cut to this rank's rows, so the generator's stream is a single process's; G and
     D train through DistributedDataParallel wrappers (``G_train``, ``D_train``) that average gradients.
@@ -136,7 +151,8 @@ class Trainer(StepLoop):
     """
 
     def __init__(self, cfg: RunConfig, players: Players, data: Tensor, device: torch.device, callbacks: Callbacks,
-                 cond: Tensor | None = None, sampler: Sampler | None = None, shard: Shard = Shard()) -> None:
+                 cond: Tensor | None = None, sampler: Sampler | None = None, shard: Shard = Shard(),
+                 batch_transform: BatchTransform | None = None) -> None:
         self.cfg, self.t = cfg, cfg.train
         self.p = players
         self.shard = shard
@@ -151,6 +167,7 @@ class Trainer(StepLoop):
         self.G_fwd = self.G_train if shard.world == 1 else compiled(players.G)
         self.D_fwd = self.D_train if shard.world == 1 else compiled(players.D)
         self.data = data.to(device)
+        self.batch_transform = batch_transform  # e.g. uint8 pixels -> floats, for every minibatch of data rows
         self.cond = cond.to(device) if cond is not None else None
         if self.cond is not None and len(self.cond) != len(self.data):
             raise ValueError(f"{len(self.cond)} conditions for {len(self.data)} samples")
@@ -161,6 +178,8 @@ class Trainer(StepLoop):
         self.callbacks = callbacks
         self.loss = get_loss(self.t.loss)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+        # what D sees, real and fake, in both steps (train.augment; ADA's p is checkpointed in state())
+        self.augment = Augment(self.t, tuple(data.shape[1:]), self.gen, shard)
         self.monitor = Monitor(device)
         # Without batch-dependent layers, one D call on [real; fake] equals two separate calls, only faster.
         self.batch_dependent_D = any(isinstance(m, BATCH_DEPENDENT) for m in players.D.modules())
@@ -171,7 +190,7 @@ class Trainer(StepLoop):
         fixed = torch.Generator(device=device).manual_seed(cfg.seed + 2)
         self.fixed_z = torch.randn(DIVERSITY_N, players.z_dim, generator=fixed, device=device)
         fixed_index = torch.randint(len(self.data), (DIVERSITY_N,), generator=fixed, device=device)
-        self.fixed_real = self.data[fixed_index]
+        self.fixed_real = take_rows(self.data, fixed_index, batch_transform)
         self.fixed_cond = self.cond[fixed_index] if self.cond is not None else None
 
     # --- the two phases -------------------------------------------------------------------
@@ -203,9 +222,10 @@ class Trainer(StepLoop):
         if self.batch_sampler is not None:
             index, c = self.batch_sampler(self.t.batch, self.gen)
             index, c = take(index), take(c)
-            return index, self.data[index], c
+            return index, take_rows(self.data, index, self.batch_transform), c
         index = take(torch.randint(len(self.data), (self.t.batch,), generator=self.gen, device=self.device))
-        return index, self.data[index], self.cond[index] if self.cond is not None else None
+        c = self.cond[index] if self.cond is not None else None
+        return index, take_rows(self.data, index, self.batch_transform), c
 
     def aux_loss(self, class_logits: Tensor | None, c: Tensor | None) -> Tensor | float:
         if class_logits is None or self.t.aux_weight == 0:
@@ -223,6 +243,8 @@ class Trainer(StepLoop):
         else:
             with torch.no_grad():
                 fake = self.generate(self.latents(), c)
+        # D sees real and fake through the same augmentations, and the penalties see what D sees (as StyleGAN2-ADA)
+        real, fake = self.augment(real), self.augment(fake)
         # one forward through the DDP wrapper per backward arms its gradient all-reduce; further calls in
         # the step (the second batch, the penalties) use the plain D, whose parameters are the same
         if t.separate_batches and self.batch_dependent_D:
@@ -245,6 +267,7 @@ class Trainer(StepLoop):
                 for param in self.p.D.parameters():
                     param.clamp_(-t.weight_clip, t.weight_clip)
         self.monitor.record_d(real_logits.detach(), fake_logits.detach(), loss_d)
+        self.augment.observe(real_logits.detach(), self.step * t.n_critic + index)  # ADA: r_t steers p
         self.d_steps_since_log += 1
 
     def label_targets(self, n: int) -> tuple[Tensor | float, Tensor | float]:
@@ -284,12 +307,14 @@ class Trainer(StepLoop):
                 batch_index, _, c = self.minibatch() if self.cond is not None else (None, None, None)
                 fake = self.generate(self.latents(), c, self.G_train)
             self.kept = None
-            # D outside its DDP wrapper: frozen, it has no gradients for the wrapper to wait for
-            fake_logits, fake_aux = self.discriminate(fake, c, noise_std, self.D_fwd)
+            # D outside its DDP wrapper: frozen, it has no gradients for the wrapper to wait for;
+            # G's gradient passes through the augmentations D's inputs go through
+            fake_logits, fake_aux = self.discriminate(self.augment(fake), c, noise_std, self.D_fwd)
             loss_g = self.loss.g(fake_logits)
             loss_g = loss_g + self.aux_loss(fake_aux, c)
             if t.l1_weight > 0 and batch_index is not None:
-                loss_g = loss_g + t.l1_weight * (fake - self.data[batch_index]).abs().mean()
+                paired = take_rows(self.data, batch_index, self.batch_transform)
+                loss_g = loss_g + t.l1_weight * (fake - paired).abs().mean()
             self.p.opt_G.zero_grad(set_to_none=True)
             self.precision.backward(loss_g)
             self.precision.step(self.p.opt_G)
@@ -345,7 +370,10 @@ class Trainer(StepLoop):
             diversity = diversity_ratio(self.generate(self.fixed_z, self.fixed_cond), self.fixed_real)
         self.p.G.train()
         self.monitor.merge_ranks(self.shard)  # every rank logs the statistics of the global batch
-        record = self.monitor.flush(self.step, self.d_steps_since_log, grad_norm(self.p.D), grad_norm(self.p.G), diversity)
+        self.augment.merge_ranks()  # ADA's partly counted r_t goes into rank 0's checkpoint
+        aug = self.augment  # with augmentation on, its p and r_t are logged (aug_p, ada_rt) and watched
+        record = self.monitor.flush(self.step, self.d_steps_since_log, grad_norm(self.p.D), grad_norm(self.p.G),
+                                    diversity, aug.p if aug.enabled else None, self.t.ada_target if aug.ada else None)
         self.d_steps_since_log = 0
         precision = self.precision
         if precision.scaler is not None:
@@ -375,15 +403,19 @@ class Trainer(StepLoop):
         state: dict[str, Any] = {"monitor": self.monitor.state()}
         if self.precision.scaler is not None:
             state["grad_scaler"] = self.precision.state()  # the fp16 loss scale it has found
+        if self.augment.enabled:
+            state["augment"] = self.augment.state()  # ADA's p and the r_t signs counted so far
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.monitor.load_state(state.get("monitor", {}))
         self.precision.load_state(state.get("grad_scaler"))
+        self.augment.load_state(state.get("augment"))
 
     def postfix(self, record: dict[str, Any]) -> dict[str, str]:
         return {"D": f"{record['loss_d']:.3f}", "G": f"{record['loss_g']:.3f}", "Dx": f"{record['d_real']:.2f}",
-                "DGz": f"{record['d_fake']:.2f}"}
+                "DGz": f"{record['d_fake']:.2f}",
+                **({"p": f"{record['aug_p']:.2f}", "rt": f"{record['ada_rt']:.2f}"} if "aug_p" in record else {})}
 
     def summary(self) -> dict[str, Any]:
         # what train.amp and train.compile resolved to, and the monitor's warnings

@@ -32,7 +32,7 @@ class GAN:
                 shard: Shard, net_args: dict[str, Any]) -> Trainer:
         players = build_players(cfg, cfg.model.net, cfg.model.z_dim, dataset.sample_shape, device, net_args)
         return Trainer(cfg, players, dataset.train, device, callbacks, cond=dataset.cond, sampler=dataset.sampler,
-                       shard=shard)
+                       shard=shard, batch_transform=dataset.batch_transform)
 
     def summary_lines(self, last: dict[str, Any]) -> list[str]:
         """D's loss and verdicts, G's loss and diversity, and D's confusion matrix."""

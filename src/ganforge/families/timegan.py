@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from ganforge.config import RunConfig
 from ganforge.domains import Dataset, get_domain
 from ganforge.engine.distributed import Shard
-from ganforge.engine.loop import build_generator
+from ganforge.engine.loop import BatchTransform, build_generator, take_rows
 from ganforge.engine.steps import Callbacks, StepLoop
 from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.families.base import register_family
@@ -132,10 +132,12 @@ class Parts:
     """TimeGAN's networks, the Adam optimisers of each phase and the RNG, with one method per kind
     of update: autograd meets the losses here. Each update returns its losses as floats."""
 
-    def __init__(self, cfg: RunConfig, data: Tensor, device: torch.device) -> None:
+    def __init__(self, cfg: RunConfig, data: Tensor, device: torch.device,
+                 batch_transform: BatchTransform | None = None) -> None:
         torch.manual_seed(cfg.seed)
         m, t = cfg.model, cfg.train
         self.data, self.batch, self.z_dim = data, t.batch, m.z_dim
+        self.batch_transform = batch_transform  # the data set's encoding of each minibatch, if it stores rows compactly
         self.sampler = build_generator(cfg, NET, m.z_dim, tuple(data.shape[1:]), device)  # G, S, R
         self.embedder = embedder(m, data.shape[2]).to(device)
         self.discriminator = latent_discriminator(m).to(device)
@@ -160,7 +162,7 @@ class Parts:
 
     def real_batch(self) -> Tensor:
         index = torch.randint(len(self.data), (self.batch,), generator=self.gen, device=self.data.device)
-        return self.data[index]  # [B, L, C]
+        return take_rows(self.data, index, self.batch_transform)  # [B, L, C]
 
     def latent(self) -> Tensor:
         z = torch.randn(self.batch, self.z_dim, generator=self.gen, device=self.data.device)
@@ -278,7 +280,7 @@ class TimeGAN:
 
     def trainer(self, cfg: RunConfig, dataset: Dataset, device: torch.device, callbacks: Callbacks,
                 shard: Shard, net_args: dict[str, Any]) -> "TimeGANTrainer":
-        return TimeGANTrainer(cfg, Parts(cfg, dataset.train.to(device), device), callbacks)
+        return TimeGANTrainer(cfg, Parts(cfg, dataset.train.to(device), device, dataset.batch_transform), callbacks)
 
     def summary_lines(self, last: dict[str, Any]) -> list[str]:
         """The last record's losses (logged in the joint phase at the end of a run)."""

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from ganforge.config import RunConfig
 from ganforge.domains import Dataset
 from ganforge.engine.distributed import Shard
-from ganforge.engine.loop import build_discriminator, build_generator
+from ganforge.engine.loop import BatchTransform, build_discriminator, build_generator, take_rows
 from ganforge.engine.steps import Callbacks, StepLoop
 from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.families.base import build_both, register_family
@@ -183,7 +183,7 @@ class VAE:
 
     def trainer(self, cfg: RunConfig, dataset: Dataset, device: torch.device, callbacks: Callbacks,
                 shard: Shard, net_args: dict[str, Any]) -> "VAETrainer":
-        return VAETrainer(cfg, dataset.train, device, callbacks, net_args)
+        return VAETrainer(cfg, dataset.train, device, callbacks, net_args, dataset.batch_transform)
 
     def summary_lines(self, last: dict[str, Any]) -> list[str]:
         if "kl" not in last:
@@ -196,7 +196,7 @@ class VAETrainer(StepLoop):
     """Minibatch SGD on the negative ELBO; its modules, optimiser and RNG named as the checkpoint stores them."""
 
     def __init__(self, cfg: RunConfig, data: Tensor, device: torch.device, callbacks: Callbacks,
-                 net_args: dict[str, Any]) -> None:
+                 net_args: dict[str, Any], batch_transform: BatchTransform | None = None) -> None:
         self.t, self.callbacks, self.device = cfg.train, callbacks, device
         self.samples_per_step = cfg.train.batch
         sample_shape = tuple(data.shape[1:])
@@ -208,7 +208,7 @@ class VAETrainer(StepLoop):
         t = cfg.train
         self.opt = torch.optim.Adam(params, lr=t.lr_g, betas=(t.beta1, t.beta2))
         self.gen = torch.Generator(device).manual_seed(cfg.seed + 1)
-        self.data = data.to(device)
+        self.data, self.batch_transform = data.to(device), batch_transform  # e.g. uint8 pixels -> floats
         self.sums = torch.zeros(4, device=device)  # loss, recon, kl, log sigma since the last log
 
     def sampler(self) -> nn.Module:
@@ -230,7 +230,8 @@ class VAETrainer(StepLoop):
         index = torch.randint(len(self.data), (t.batch,), generator=self.gen, device=self.device)
         for group in self.opt.param_groups:  # cosine decay to lr * (1 - lr_decay), as the GAN loop
             group["lr"] = t.lr_g * (1 - t.lr_decay * (1 - math.cos(math.pi * step / max(t.steps, 1))) / 2)
-        loss, recon, kl, log_sigma = negative_elbo(self.data[index], self.encoder, self.decoder, self.sigma, self.gen)
+        x = take_rows(self.data, index, self.batch_transform)
+        loss, recon, kl, log_sigma = negative_elbo(x, self.encoder, self.decoder, self.sigma, self.gen)
         self.opt.zero_grad(set_to_none=True)
         (recon + kl_weight(step, t.steps) * kl).backward()
         self.opt.step()

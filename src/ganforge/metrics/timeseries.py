@@ -32,12 +32,17 @@ feature at lags 1..K and between their lag-0 feature correlation matrices.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ganforge import progress
+from ganforge.metrics.extractors import num_threads
 
 DISC_ITERATIONS = 2000
 PRED_ITERATIONS = 5000
@@ -162,24 +167,40 @@ def discriminative_scores(real: np.ndarray, fake: np.ndarray, repeats: int = 1, 
     (real_train, real_test), (fake_train, fake_test) = _split(real, repeats, gen, device), _split(fake, repeats, gen, device)
     idx_real = lambda: _draw(real_train[0].shape[1], repeats, batch, gen, device)  # noqa: E731
     idx_fake = lambda: _draw(fake_train[0].shape[1], repeats, batch, gen, device)  # noqa: E731
-    for _ in range(iterations):
-        i_real, i_fake = idx_real(), idx_fake()
-        # one forward over [real batch; fake batch]: the GRU treats batch rows independently
-        x = torch.cat([_rows(real_train[0], i_real), _rows(fake_train[0], i_fake)], dim=1)
-        lengths = torch.cat([_rows(real_train[1], i_real), _rows(fake_train[1], i_fake)], dim=1)
-        logits = model(x, _lengths_or_none(lengths, steps))
-        real_logits, fake_logits = logits[:, : i_real.shape[1]], logits[:, i_real.shape[1]:]
-        # TimeGAN: the mean loss on the real batch plus the mean loss on the fake batch, per repeat
-        loss = (F.softplus(-real_logits).mean(1) + F.softplus(fake_logits).mean(1)).sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        real_logits = model(real_test[0], _lengths_or_none(real_test[1], steps))
-        fake_logits = model(fake_test[0], _lengths_or_none(fake_test[1], steps))
+    with _scoring("discriminative", repeats, iterations) as bar:
+        for _ in range(iterations):
+            _disc_step(model, opt, real_train, fake_train, idx_real(), idx_fake(), steps)
+            bar.update()
+        with torch.no_grad():
+            real_logits = model(real_test[0], _lengths_or_none(real_test[1], steps))
+            fake_logits = model(fake_test[0], _lengths_or_none(fake_test[1], steps))
     correct = (real_logits > 0).sum(1) + (fake_logits <= 0).sum(1)
     accuracy = correct.double().cpu().numpy() / (real_logits.shape[1] + fake_logits.shape[1])
     return np.abs(accuracy - 0.5)
+
+
+@contextlib.contextmanager
+def _scoring(score: str, repeats: int, iterations: int) -> Iterator[Any]:
+    """One thread (these GRUs are too small to share: a second thread only waits for its turn, and
+    on a busy machine it made the scores ten times slower) and a progress line naming the score."""
+    what = f"scoring: TimeGAN {score} score ({repeats} repeat{'s' if repeats != 1 else ''} side by side)"
+    with num_threads(1), progress.task(what, total=iterations) as bar:
+        yield bar
+
+
+def _disc_step(model: ParallelGRU, opt: torch.optim.Optimizer, real_train: tuple[Tensor, Tensor],
+               fake_train: tuple[Tensor, Tensor], i_real: Tensor, i_fake: Tensor, steps: int) -> None:
+    """One Adam step of the post-hoc classifiers on minibatches ``i_real``/``i_fake`` ``[R, B]``."""
+    # one forward over [real batch; fake batch]: the GRU treats batch rows independently
+    x = torch.cat([_rows(real_train[0], i_real), _rows(fake_train[0], i_fake)], dim=1)
+    lengths = torch.cat([_rows(real_train[1], i_real), _rows(fake_train[1], i_fake)], dim=1)
+    logits = model(x, _lengths_or_none(lengths, steps))
+    real_logits, fake_logits = logits[:, : i_real.shape[1]], logits[:, i_real.shape[1]:]
+    # TimeGAN: the mean loss on the real batch plus the mean loss on the fake batch, per repeat
+    loss = (F.softplus(-real_logits).mean(1) + F.softplus(fake_logits).mean(1)).sum()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def _predictive_io(x: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
@@ -210,23 +231,25 @@ def predictive_scores(real: np.ndarray, fake: np.ndarray, repeats: int = 1, iter
         model = ParallelGRU(repeats, max(dim - 1, 1), _hidden(dim), per_step=True).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     x_fake, y_fake, len_fake = _predictive_io(fake, device)
-    for _ in range(iterations):
-        idx = _draw(len(x_fake), repeats, batch, gen, device)
-        lengths = len_fake[idx]
-        pred = torch.sigmoid(model(x_fake[idx], _lengths_or_none(lengths, steps)))
-        mask = _step_mask(lengths, steps)
-        loss = (((pred - y_fake[idx]).abs() * mask).sum((1, 2)) / mask.sum((1, 2))).sum()  # tf absolute_difference
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    x_real, y_real, len_real = _predictive_io(real, device)
-    mask = _step_mask(len_real, steps)
-    errors = []
-    with torch.no_grad():
-        for chunk in torch.arange(len(x_real), device=device).split(4096):
-            pred = torch.sigmoid(model(x_real[chunk].expand(repeats, -1, -1, -1),
-                                       _lengths_or_none(len_real[chunk].expand(repeats, -1), steps)))
-            errors.append(((pred - y_real[chunk]).abs() * mask[chunk]).sum(2) / mask[chunk].sum(1))
+    with _scoring("predictive", repeats, iterations) as bar:
+        for _ in range(iterations):
+            idx = _draw(len(x_fake), repeats, batch, gen, device)
+            lengths = len_fake[idx]
+            pred = torch.sigmoid(model(x_fake[idx], _lengths_or_none(lengths, steps)))
+            mask = _step_mask(lengths, steps)
+            loss = (((pred - y_fake[idx]).abs() * mask).sum((1, 2)) / mask.sum((1, 2))).sum()  # tf absolute_difference
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update()
+        x_real, y_real, len_real = _predictive_io(real, device)
+        mask = _step_mask(len_real, steps)
+        errors = []
+        with torch.no_grad():
+            for chunk in torch.arange(len(x_real), device=device).split(4096):
+                pred = torch.sigmoid(model(x_real[chunk].expand(repeats, -1, -1, -1),
+                                           _lengths_or_none(len_real[chunk].expand(repeats, -1), steps)))
+                errors.append(((pred - y_real[chunk]).abs() * mask[chunk]).sum(2) / mask[chunk].sum(1))
     return torch.cat(errors, dim=1).mean(1).double().cpu().numpy()  # per window, then over windows
 
 

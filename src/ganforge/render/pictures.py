@@ -1,5 +1,5 @@
-"""Pictures of the latent tools (Pillow): numbered candidate grids, the vector-arithmetic figure, and
-the progress frames of a run with their animated GIF.
+"""Pictures of the latent tools (Pillow): numbered candidate grids, the vector-arithmetic figure, the
+progress frames of a run with their animated GIF, and the sample files of ``ganforge sample``.
 
 Progress frames: while a run trains, the generator's moving average G_ema draws the same fixed
 latents every ``train.snapshot_every`` steps into ``RUN/progress/step-XXXXXXXX.png``; at the end
@@ -62,7 +62,8 @@ def prune_frames(run_path: Path, after_step: int) -> int:
 
 def write_frame(domain: Any, samples: np.ndarray, dataset: Any, path: Path) -> None:
     """The domain's own picture of ``samples``: its ``.png`` sample file where it has one (images: a
-    grid), else its plot over the real data (points: a scatter)."""
+    grid, small images enlarged as ``ganforge sample`` enlarges them), else its plot over the real
+    data (points: a scatter)."""
     try:
         domain.save_samples(samples, path)
     except UsageError:  # the domain writes no picture files of samples (points: .npy/.csv only)
@@ -113,7 +114,7 @@ def numbered_grid(images: np.ndarray, columns: int | None = None) -> Any:
     scale = max(1, math.ceil(40 / min(h, w)))
     pad = 2
     columns = columns or int(np.ceil(np.sqrt(n)))
-    grid = _to_rgb(image_grid(_scaled(images, scale), columns, pad=pad))
+    grid = _to_rgb(image_grid(images, columns, pad=pad, scale=scale))
     draw, font = ImageDraw.Draw(grid), _font(11)
     for i in range(n):
         left, top = pad + (i % columns) * (w * scale + pad), pad + (i // columns) * (h * scale + pad)
@@ -121,6 +122,17 @@ def numbered_grid(images: np.ndarray, columns: int | None = None) -> Any:
         draw.rectangle((box[0] - 1, box[1] - 1, box[2] + 1, box[3] + 1), fill="white")
         draw.text((left + 1, top), str(i), fill="black", font=font)
     return grid
+
+
+def write_samples(domain: Any, samples: Any, out: Path, columns: int | None = None, scale: int | None = None) -> None:
+    """The domain's sample file at ``out`` (``ganforge sample``); ``scale`` enlarges the tiles of a
+    picture grid, for domains whose ``save_samples`` takes it (images), by default their own choice."""
+    if scale is None:
+        domain.save_samples(samples, Path(out), columns=columns)
+    elif domain.grids:
+        domain.save_samples(samples, Path(out), columns=columns, scale=scale)
+    else:
+        raise UsageError(f"--scale enlarges image grids; {domain.name} samples are not drawn as one (drop --scale)")
 
 
 def write_candidates(domain: Any, samples: np.ndarray, out: Path) -> None:
@@ -150,12 +162,14 @@ def arithmetic_figure(result: Any) -> Any:
     their signs, ``=`` the result; below, the result's neighbours (result + small noise)."""
     from PIL import Image, ImageDraw
 
+    from ganforge.domains.images.arrays import enlarge
+
     samples, groups = result.samples, result.groups
     h, w = samples["result"].shape[1:3]
     scale = max(1, math.ceil(48 / max(h, w)))
 
     def tile(image: np.ndarray) -> Any:
-        return _to_rgb(_scaled(image[None], scale)[0])
+        return _to_rgb(enlarge(image[None], scale)[0])
 
     tw, th, pad, op_w, line = w * scale, h * scale, 6, 24, 16
     font = _font(12)
@@ -225,11 +239,6 @@ def _centred_text(draw: Any, at: tuple[int, int], text: str, font: Any, middle: 
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     y = at[1] - (top + bottom) // 2 if middle else at[1] - top
     draw.text((at[0] - (left + right) // 2, y), text, fill="black", font=font)
-
-
-def _scaled(images: np.ndarray, scale: int) -> np.ndarray:
-    """uint8 ``[N, H, W, C]`` enlarged ``scale`` times, pixel for pixel."""
-    return images.repeat(scale, axis=1).repeat(scale, axis=2) if scale > 1 else images
 
 
 def _to_rgb(array: np.ndarray) -> Any:

