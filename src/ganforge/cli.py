@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
 import click
 
 from ganforge.errors import TrainingDiverged, UsageError
+from ganforge.io import atomic_write, output_errors
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
@@ -23,8 +25,11 @@ EXIT_DIVERGED = 3
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ganforge")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an unexpected error on the terminal "
+              "(else it is written to a log file that the error line names).")
+def cli(debug) -> None:
     """Train, evaluate, diagnose and use generative adversarial networks."""
+    _DEBUG["on"] = debug or _DEBUG["on"]
 
 
 @cli.command()
@@ -80,34 +85,72 @@ def train(data, domain, out, steps, batch, seed, config_file, overrides, resume,
         _print_summary(summary, as_json)
 
 
+class _SeedList(click.ParamType):
+    """``--seeds``: seeds as ranges and commas, ``0-35`` or ``1,5,9-12`` -> ``[1, 5, 9, 10, 11, 12]``."""
+
+    name = "seeds"
+    MAX = 10_000
+    _PART = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
+
+    def convert(self, value, param, ctx) -> list[int]:
+        if isinstance(value, list):
+            return value
+        seeds: list[int] = []
+        for part in str(value).split(","):
+            match = self._PART.fullmatch(part)
+            first, last = (int(match[1]), int(match[2] or match[1])) if match else (1, 0)
+            if last < first:
+                self.fail(f"'{value}' is not a list of seeds; give ranges and commas, e.g. 0-35 or 1,5,9-12",
+                          param, ctx)
+            if len(seeds) + last - first + 1 > self.MAX:
+                self.fail(f"'{value}' names more than {self.MAX} seeds; give fewer", param, ctx)
+            seeds.extend(range(first, last + 1))
+        return seeds
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--n", "n", type=int, default=None, help="Number of samples [default: 1000, or one per --cond image].")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Output file: .npy or .csv for points and series (series .npy is [N, length, features]); a .png grid, .npz or .npy for images.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None, help="Seed of the latents [default: 0].")
 @click.option("--truncation", type=float, default=None, help="Redraw latent entries beyond this |z| (fidelity over diversity).")
 @click.option("--label", default=None, help="Class-conditional runs: the class to draw (name or index) "
               "[default: every class in turn, one column each].")
 @click.option("--cond", "cond_path", type=click.Path(path_type=Path), default=None,
               help="Image-conditional runs: source images to translate (folder, .npy/.npz or IDX) "
                    "[default: the run's held-out sources].")
-def sample(run_dir, n, out, seed, truncation, label, cond_path) -> None:
-    """Write N samples from a trained (or interrupted) run."""
+@click.option("--seeds", type=_SeedList(), default=None, metavar="LIST",
+              help="One sample per seed, each from its own seed, so a seed's image never depends on the rest of the "
+                   "list (as StyleGAN2-ADA's generate.py): ranges and commas, e.g. 0-35 or 1,5,9-12; instead of --n "
+                   "and --seed.")
+@click.option("--scale", type=click.IntRange(min=1), default=None, metavar="K",
+              help="Images: enlarge each tile of a .png grid K times, pixel for pixel; 1 = the images' own size "
+                   "[default: small images to tiles of at least 64 px, the grid at most 1024 px wide].")
+def sample(run_dir, n, out, seed, truncation, label, cond_path, seeds, scale) -> None:
+    """Write N samples (or one per --seeds seed) from a trained (or interrupted) run."""
+    from ganforge.render.pictures import write_samples
     from ganforge.rundir.run import Run
 
     _check_truncation(truncation)
+    if seeds is not None and (n is not None or seed is not None):
+        raise UsageError("--seeds draws one sample per seed; give it without --n and --seed")
     run = Run(run_dir)
     cond = None
     if cond_path is not None:
         cond = run.domain.read_conditions(run, cond_path)
-        n = n or len(cond)
+        n = len(seeds) if seeds is not None else n or len(cond)
         if n > len(cond):
-            raise UsageError(f"--n {n} is more than the {len(cond)} --cond images; give --n <= {len(cond)}")
-    n = 1000 if n is None else n
-    samples = run.sample(n, seed=seed, truncation=truncation, labels=label, cond=cond)
+            raise UsageError(f"{n} samples are more than the {len(cond)} --cond images; give at most {len(cond)} "
+                             "(--n or --seeds)")
+    if seeds is not None:
+        samples = run.sample_seeds(seeds, truncation=truncation, labels=label, cond=cond)
+    else:
+        samples = run.sample(1000 if n is None else n, seed=seed or 0, truncation=truncation, labels=label, cond=cond)
     columns = int(run.net_args["n_classes"]) if run.task == "class" and label is None else None
-    run.domain.save_samples(samples, out, columns=columns)
+    with output_errors(out):
+        write_samples(run.domain, samples, out, columns=columns, scale=scale)
+    _say_checkpoint(run)
     _err(f"wrote {len(samples)} samples to {out}")
 
 
@@ -128,7 +171,9 @@ def interpolate(run_dir, out, pairs, steps, mode, seed, truncation) -> None:
     _check_truncation(truncation)
     run = Run(run_dir)
     samples = run.interpolate(pairs, steps, mode, seed, truncation)
-    run.domain.save_samples(samples, out, columns=steps)
+    with output_errors(out):
+        run.domain.save_samples(samples, out, columns=steps)
+    _say_checkpoint(run)
     _err(f"wrote {pairs} {mode} paths of {steps} samples to {out}")
 
 
@@ -139,18 +184,51 @@ def interpolate(run_dir, out, pairs, steps, mode, seed, truncation) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--features", default=None, help="Images: also FID, KID and precision/recall on this extractor's "
               "features (digits-cnn or inception).")
-def evaluate(run_dir, n, seed, as_json, features) -> None:
+@click.option("--protocol", type=click.Choice(["fast", "full"]), default=None,
+              help="Series and tables: 'full' is the papers' protocol (TimeGAN's 10 repeats, minutes; gradient-boosted "
+                   "detection), 'fast' costs seconds [default: the run's data.eval_protocol, fast unless set].")
+def evaluate(run_dir, n, seed, as_json, features, protocol) -> None:
     """Score a run's generator against its data (mode coverage, distances, precision/recall)."""
     from ganforge.rundir.run import Run
 
     if n < 10:
         raise UsageError(f"--n must be >= 10 for a meaningful score, got {n}")
-    metrics = Run(run_dir).evaluate(n, seed, features=features)
+    run = Run(run_dir)
+    metrics = run.evaluate(n, seed, features=features, protocol=protocol)
+    _say_checkpoint(run)
     if as_json:
-        click.echo(json.dumps(_jsonable(metrics)))
+        click.echo(json.dumps(_jsonable({**metrics, "checkpoint_step": run.checkpoint_step})))
     else:
-        for key, value in metrics.items():
-            click.echo(f"{key:>16}  {_fmt(value)}")
+        click.echo(_score_lines(metrics))
+
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--features", default="inception", show_default=True,
+              help="Feature network: inception (the TF FID Inception-v3; any image size) or digits-cnn (28x28 gray "
+                   "digits).")
+@click.option("--n", "n", type=int, default=None, help="Images a side: a run draws N samples [default: as many as the "
+              "other side holds, at most 10,000]; a folder or file holding more uses a fixed random N [default: all].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of a run's latents and of KID's subsets.")
+@click.option("--batch", type=int, default=None, help="Images per forward pass of the feature network "
+              "[default: its own, inception 32].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def fid(a, b, features, n, seed, batch, as_json) -> None:
+    """FID, KID and precision/recall/density/coverage of the images A against the images B.
+
+    A and B: an image folder, an .npy/.npz or IDX file, a built-in set (mnist) or a run directory
+    (N samples from its generator). Precision is the share of A on B's manifold, recall the share
+    of B on A's. The features of a folder or file are cached by content (GANFORGE_CACHE).
+
+    \b
+    ganforge fid runs/00003-mnist mnist --features digits-cnn
+    ganforge fid generated/ real/ --json
+    """
+    from ganforge.rundir.compare import compare, format_comparison
+
+    result = compare(a, b, features=features, n=n, seed=seed, batch=batch)
+    click.echo(json.dumps(_jsonable(result)) if as_json else format_comparison(result))
 
 
 @cli.command()
@@ -197,11 +275,13 @@ def arithmetic(run_dir, out, expr, n, seed, truncation, neighbours, noise, pool,
     if expr is None:
         if as_json:
             raise UsageError("--json prints the result of an --expr; give --expr, or drop --json to write the batch")
-        write_candidates(run.domain, run.sample(n, seed=seed, truncation=truncation), out)
+        with output_errors(out):
+            write_candidates(run.domain, run.sample(n, seed=seed, truncation=truncation), out)
         _err(f"wrote the numbered batch of {n} samples (seed {seed}) to {out}; now name indices with --expr")
         return
     result = run.arithmetic(expr, n, seed, truncation, neighbours, noise, pool, classifier)
-    write_arithmetic(run.domain, result, out)
+    with output_errors(out):
+        write_arithmetic(run.domain, result, out)
     summary = result.to_dict()
     _err(f"wrote {summary['expr']} (result norm {summary['norm']:.2f}) to {out}")
     if as_json:
@@ -219,7 +299,8 @@ def gif(run_dir, out, frame_ms, hold_ms) -> None:
     from ganforge.rundir.run import Run
 
     run = Run(run_dir)  # a clear error for a folder that is not a run
-    path, frames = write_progress_gif(run.path, out, frame_ms, hold_ms)
+    with output_errors(out or run.path / "progress.gif"):
+        path, frames = write_progress_gif(run.path, out, frame_ms, hold_ms)
     _err(f"wrote {frames} frames to {path}")
 
 
@@ -238,24 +319,26 @@ def report(run_dir, compare, out, draw) -> None:
     """
     from ganforge.rundir.report import report as write_report
 
-    path = write_report(run_dir, out=out, compare=compare, draw=draw)
+    with output_errors(out or Path(run_dir) / "report.html"):
+        path = write_report(run_dir, out=out, compare=compare, draw=draw)
     _err(f"wrote {path}")
 
 
 @cli.command(name="runs")
 @click.argument("folder", type=click.Path(path_type=Path), default="runs", required=False)
 @click.option("--sort", "sort_key", default=None, metavar="KEY",
-              help="Sort by a column (name, loss, steps, status, time, ...) or a metric (modes, energy_distance, ...) "
-                   "[default: name].")
+              help="Sort by a column (name, loss, steps, status, train, eval, ...) or a metric (modes, "
+                   "energy_distance, ...) [default: name].")
 @click.option("--asc/--desc", "ascending", default=None,
               help="Sort direction [default: text ascending; scores descending, lower-is-better ones "
                    "(distances, KL, FID, losses, time) ascending].")
 @click.option("--columns", default=None, metavar="A,B,C", help="The metric columns of the table and CSV "
-              "[default: the most common scores that fit the terminal].")
+              "[default: each domain's headline scores, then the most common others, as many as fit the terminal].")
 @click.option("--json", "as_json", is_flag=True, help="Print every row with all its metrics as one JSON array.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV: the fixed columns, then the metric columns.")
 def runs_command(folder, sort_key, ascending, columns, as_json, as_csv) -> None:
-    """List the runs under FOLDER (default runs/), one row each: data, loss, steps, status, time, final metrics.
+    """List the runs under FOLDER (default runs/), one row each: data, loss, steps, status, training and final
+    evaluation time, and the final scores (each domain's headline scores first).
 
     \b
     ganforge runs                                   # runs/
@@ -301,13 +384,33 @@ def _jsonable(value):
 
 def _fmt(value) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.4g}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
     return str(value)
 
 
+def _score_lines(metrics: dict) -> str:
+    """Scores as aligned ``name  value`` lines, nested ones (a table's columns, ML models) as ``outer.inner``."""
+    def flat(values: dict, prefix: str = "") -> list[tuple[str, object]]:
+        return [pair for key, value in values.items() for pair in
+                (flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)])]
+
+    pairs = flat(metrics)
+    width = max((len(key) for key, _ in pairs), default=0)
+    return "\n".join(f"{key:<{width}}  {_fmt(value)}" for key, value in pairs)
+
+
 def _check_truncation(truncation: float | None) -> None:
-    if truncation is not None and truncation <= 0:
-        raise UsageError(f"--truncation must be > 0, got {truncation}")
+    if truncation is not None and not (0 < truncation < math.inf):
+        raise UsageError(f"--truncation must be a number > 0, got {truncation}; leave it out for no truncation")
+
+
+def _say_checkpoint(run) -> None:
+    """On stderr, which checkpoint a command used, when it is not the run's last step (a run still
+    training, or one stopped early): ``Run.generator`` loads the newest one."""
+    step, last = run.checkpoint_step, run.config.train.steps
+    if step is not None and (step < last or run.is_training()):
+        state = "the run is still training" if run.is_training() else "the run stopped there"
+        _err(f"used the checkpoint of step {step} of {last} in {run.path} ({state})")
 
 
 def _err(text: str) -> None:
@@ -324,7 +427,7 @@ def _print_summary(summary: dict, as_json: bool) -> None:
     lines = [
         f"run        {summary['run_dir']}",
         f"data       {summary['data']} ({summary['domain']}), loss {summary['loss']}, {summary['steps']} steps "
-        f"in {summary['seconds']:.1f} s ({summary['samples_per_s']} real samples/s)",
+        f"{_times(summary)} ({summary['samples_per_s']} real samples/s)",
     ]
     family = FAMILIES.get(summary.get("family", "gan"))  # summaries from before the family registry are a GAN's
     if family is not None:
@@ -334,20 +437,60 @@ def _print_summary(summary: dict, as_json: bool) -> None:
         lines += domain.summary_lines(summary.get("eval", {}))
     warnings = summary.get("warnings", [])
     lines.append(f"warnings   {len(warnings)}" + (f" (last: {warnings[-1]['warning']})" if warnings else ""))
-    lines.append(f"files      samples.png, {summary.get('samples_file', 'samples.npy')}, metrics.jsonl, checkpoints/ "
-                 f"in {summary['run_dir']}")
+    lines.append(f"files      {_run_files(Path(summary['run_dir']))}")
+    lines += _next_commands(summary)
     click.echo("\n".join(lines))
 
 
+def _times(summary: dict) -> str:
+    """``in 19.2 s of training + 8.1 s of final evaluation``, or the total of a summary without the split."""
+    if "train_seconds" in summary and "eval_seconds" in summary:
+        return f"in {summary['train_seconds']:.1f} s of training + {summary['eval_seconds']:.1f} s of final evaluation"
+    return f"in {summary['seconds']:.1f} s"
+
+
+def _run_files(path: Path) -> str:
+    """What the run directory holds, as listed on disk: files, then folders with their file counts."""
+    try:
+        entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        return f"(cannot list {path}: {exc.strerror})"
+    files = [p.name for p in entries if not p.is_dir()]
+    folders = [f"{p.name}/ ({sum(1 for f in p.rglob('*') if f.is_file())} files)" for p in entries if p.is_dir()]
+    return ", ".join(files + folders) + f" in {path}"
+
+
+def _next_commands(summary: dict) -> list[str]:
+    """The three commands a user runs next, with this run's path: more samples, the report, the scores."""
+    import shlex
+
+    run = shlex.quote(str(summary["run_dir"]))
+    suffix = Path(summary.get("samples_file", "samples.npy")).suffix
+    full = summary.get("eval", {}).get("protocol") == "fast"
+    commands = [
+        (f"ganforge sample {run} --n 1000 --out more{suffix}", "1,000 samples (another --seed: others)"),
+        (f"ganforge report {run}", "report.html: the game's curves, the scores, the samples"),
+        (f"ganforge eval {run}" + (" --protocol full" if full else ""),
+         "the papers' full scoring protocol (minutes)" if full else "the scores again (--n, --features)"),
+    ]
+    width = max(len(command) for command, _ in commands)
+    return [f"{'next' if i == 0 else '':<11}{command:<{width}}   # {why}" for i, (command, why) in enumerate(commands)]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the CLI and turns every expected failure into one line and an exit code."""
+    """Entry point: runs the CLI and turns every failure into one line and an exit code: 2 for bad
+    input, 3 for a diverged run, 130 for Ctrl-C, 1 for an unexpected error (its traceback goes to a
+    log file that the line names, or to the terminal with ``--debug`` or ``GANFORGE_DEBUG=1``)."""
+    _DEBUG["on"] = os.environ.get("GANFORGE_DEBUG", "") not in ("", "0")
     try:
         cli.main(args=argv, prog_name="ganforge", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
-        _err("ganforge: interrupted")
-        return 130
+    except click.exceptions.Abort as exc:  # click's name for Ctrl-C, and for an EOFError from anywhere
+        cause = exc.__cause__
+        if cause is not None and not isinstance(cause, KeyboardInterrupt):
+            return _unexpected(cause)
+        return _interrupted(cause)
     except click.UsageError as exc:  # unknown option, missing argument, bad type
         hint = f" (see 'ganforge {exc.ctx.info_name} --help')" if exc.ctx and exc.ctx.info_name != "ganforge" else " (see 'ganforge --help')"
         _err(f"ganforge: error: {exc.format_message()}{hint}")
@@ -359,10 +502,58 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as exc:
         _err(f"ganforge: training diverged: {exc}")
         return EXIT_DIVERGED
-    except KeyboardInterrupt:
-        _err("ganforge: interrupted; continue with --resume RUN_DIR")
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
+    except Exception as exc:  # the last resort: a bug, or a failure nothing above expected
+        return _unexpected(exc)
     return 0
+
+
+EXIT_UNEXPECTED = 1
+EXIT_INTERRUPTED = 130
+_DEBUG = {"on": False}
+ERROR_LOG = "error.log"
+
+
+def _interrupted(exc: BaseException | None) -> int:
+    run_dir = getattr(exc, "ganforge_run_dir", None)  # set by the training session once its run exists
+    _err("ganforge: interrupted" + (f"; continue with 'ganforge train --resume {run_dir}'" if run_dir else ""))
+    return EXIT_INTERRUPTED
+
+
+def _unexpected(exc: BaseException) -> int:
+    """One line naming what failed, where in ganforge, and where its full traceback was written
+    (``RUN_DIR/error.log`` for a training run, else ``last-error.log`` in ganforge's cache folder)."""
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    what = f"{type(exc).__name__}{': ' + first if first else ''}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f"{os.sep}ganforge{os.sep}" in f.filename]
+    where = f" in {Path(frames[-1].filename).name}:{frames[-1].lineno} ({frames[-1].name})" if frames else ""
+    if _DEBUG["on"]:
+        _err(text.rstrip())
+        _err(f"ganforge: unexpected error{where}: {what}")
+        return EXIT_UNEXPECTED
+    log = _write_error_log(text, getattr(exc, "ganforge_run_dir", None))
+    said = f"the full traceback is in {log}" if log else "no log could be written; run again with --debug to see it"
+    _err(f"ganforge: unexpected error{where}: {what}; {said} (please report it)")
+    return EXIT_UNEXPECTED
+
+
+def _write_error_log(text: str, run_dir: str | None) -> Path | None:
+    """Write ``text`` to the run's ``error.log``, else to ``$GANFORGE_CACHE/last-error.log`` (default
+    ``~/.cache/ganforge``); the path written, or None if neither can be written."""
+    cache = os.environ.get("GANFORGE_CACHE", "")
+    cache_dir = Path(cache) if cache not in ("", "off") else Path.home() / ".cache" / "ganforge"
+    for path in ([Path(run_dir) / ERROR_LOG] if run_dir else []) + [cache_dir / "last-error.log"]:
+        try:
+            with atomic_write(path) as fh:
+                fh.write(text)
+            return path
+        except OSError:
+            continue
+    return None
 
 
 if __name__ == "__main__":

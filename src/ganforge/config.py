@@ -9,7 +9,9 @@ and the dedicated CLI flags. Every run saves its resolved configuration as ``con
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,14 @@ class DataConfig:
     metric_repeats: int = 10
     """Series: repeats of TimeGAN's discriminative and predictive scores in a full evaluation
     (TimeGAN reports the mean and std over 10); 0 skips the two scores."""
+    eval_protocol: Literal["fast", "full"] = "fast"
+    """How thoroughly the end of training (and ``ganforge eval``, unless ``--protocol`` says otherwise)
+    scores series and tables. ``fast`` (the default) keeps the final scoring to seconds: series get
+    TimeGAN's two scores over 2 repeats of 1,000 iterations each, tables detection by logistic
+    regression only; ``full`` is each paper's protocol (series: ``data.metric_repeats`` repeats of
+    2,000 and 5,000 iterations, about 2 minutes on 2 CPU cores; tables: also gradient-boosted
+    detection). The evaluation's ``protocol`` key says which one made its numbers: compare scores
+    of the same protocol only."""
     columns: str = ""
     """Tables: column kinds that override the inferred ones, as ``name:kind,...`` with kinds
     continuous, integer, categorical, boolean, datetime (e.g. ``zip:categorical,visits:integer``)."""
@@ -160,6 +170,28 @@ class TrainConfig:
     reuse_fakes: bool = False
     """The G step reuses the last D step's fake batch (as the PyTorch DCGAN tutorial does) instead
     of drawing fresh noise as Algorithm 1 does: one forward pass of G fewer per step."""
+    augment: str = ""
+    """Images: differentiable augmentations of everything D sees, real and fake, in both players'
+    steps, as comma-separated names from ``ganforge.engine.augment.OPS``: ``translation``,
+    ``cutout``, ``color`` (brightness, saturation and contrast; each also by its own name).
+    DiffAugment's policy (Zhao et al. 2020) is ``translation,cutout,color``; empty = off. For small
+    image sets (a few thousand images or fewer), where D otherwise memorises the data."""
+    augment_p: float = 1.0
+    """Probability that each augmentation is applied to each sample when ``train.ada`` is off
+    (1 = DiffAugment, every op on every sample)."""
+    ada: bool = False
+    """Adaptive augmentation (ADA, Karras et al. 2020): the probability p starts at 0 and moves
+    towards the point where r_t = E[sign(D(x_real))] is ``train.ada_target``."""
+    ada_target: float = 0.6
+    """ADA: the target of the overfitting heuristic r_t (the paper's 0.6)."""
+    ada_interval: int = 4
+    """ADA: adjust p every this many D steps (the paper's 4)."""
+    ada_kimg: float = 100.0
+    """ADA: thousands of real images over which p can move from 0 to 1. The paper's 500 suits its
+    runs of 25,000k images (p can swing in 2% of a run); the images recipe here shows D 192k images
+    (3,000 steps of 64), over which 500 would let p reach only 0.38 however much D overfits. With
+    100, p can reach 1 in about half of such a run and moves 0.0026 per adjustment, small enough
+    that the noise of r_t over 256 images does not make it wander."""
     log_every: int = 100
     ckpt_every: int = 1000
     eval_every: int = 1000
@@ -251,21 +283,52 @@ def _to_int(value: Any) -> int:
 
 
 def set_value(cfg: RunConfig, key: str, value: Any) -> None:
-    """Set a dotted key such as ``train.lr_d`` to ``value``, converting it to the field's type."""
+    """Set a dotted key such as ``train.lr_d`` to ``value``, converting it to the field's type.
+
+    An unknown key is one UsageError that suggests the nearest known key: the same name in its
+    section (``loss`` -> ``train.loss``) or the closest spelling (``train.los`` -> ``train.loss``).
+    """
     parts = key.split(".")
     target: Any = cfg
     for part in parts[:-1]:
         if not dataclasses.is_dataclass(target) or part not in _section_fields(target):
-            raise UsageError(f"unknown setting '{key}'; sections are: {', '.join(_section_fields(cfg))}")
+            raise UsageError(f"unknown setting '{key}'{did_you_mean(cfg, key)}; "
+                             f"sections are: {', '.join(_section_fields(cfg))}")
         target = getattr(target, part)
     fields = _section_fields(target) if dataclasses.is_dataclass(target) else {}
     name = parts[-1]
-    if name not in fields or dataclasses.is_dataclass(getattr(target, name)):
+    if name in fields and dataclasses.is_dataclass(getattr(target, name)):
+        raise UsageError(f"'{key}' is a section of settings; give one of its keys, e.g. "
+                         f"--set {key}.{next(iter(_section_fields(getattr(target, name))))}=...")
+    if name not in fields:
         valid = ", ".join(k for k in fields if not dataclasses.is_dataclass(getattr(target, k)))
-        raise UsageError(f"unknown setting '{key}'; valid keys here: {valid}")
+        where = f"valid keys here: {valid}" if valid else f"sections are: {', '.join(_section_fields(cfg))}"
+        raise UsageError(f"unknown setting '{key}'{did_you_mean(cfg, key)}; {where}")
     setattr(target, name, _coerce(value, fields[name], key))
     if isinstance(cfg, RunConfig):
         cfg.explicit.add(key)
+
+
+def setting_keys(cfg: Any) -> list[str]:
+    """Every dotted setting key of a config (``data.source``, ..., ``train.loss``, ``seed``, ``device``)."""
+    keys = []
+    for name in _section_fields(cfg):
+        value = getattr(cfg, name)
+        keys += [f"{name}.{k}" for k in setting_keys(value)] if dataclasses.is_dataclass(value) else [name]
+    return keys
+
+
+def did_you_mean(cfg: Any, key: str) -> str:
+    """`` (did you mean 'train.loss'?)`` for an unknown ``key``: the known keys with the same last
+    part (a key given without its section), else the closest spelling; empty when nothing is close."""
+    keys = setting_keys(cfg)
+    leaf = key.rpartition(".")[2]
+    leaves = {k: k.rpartition(".")[2] for k in keys}
+    close = [k for k in keys if leaves[k] == leaf] or difflib.get_close_matches(key, keys, n=1)
+    if not close:  # a misspelt name given without its section: the nearest names, wherever they are
+        near = difflib.get_close_matches(leaf, list(leaves.values()), n=2)
+        close = [k for k in keys if leaves[k] in near]
+    return f" (did you mean {' or '.join(repr(k) for k in close)}?)" if close else ""
 
 
 def get_value(cfg: RunConfig, key: str) -> Any:
@@ -315,9 +378,13 @@ def set_value_on(section: Any, name: str, value: Any, where: str, key: str) -> N
 
 
 def parse_override(text: str) -> tuple[str, str]:
+    """``"train.loss=hinge"`` -> ``("train.loss", "hinge")``; a text without ``=`` or without a key
+    is a UsageError (the key itself is checked by :func:`set_value`)."""
     if "=" not in text:
         raise UsageError(f"--set {text!r}: expected key=value, e.g. --set train.lr_d=1e-4")
     key, value = text.split("=", 1)
+    if not key.strip():
+        raise UsageError(f"--set {text!r}: the key before '=' is missing, e.g. --set train.loss=hinge")
     return key.strip(), value.strip()
 
 
@@ -371,6 +438,50 @@ def validate(cfg: RunConfig) -> None:
         (0 <= cfg.data.holdout < 1, "data.holdout must be in [0, 1)"),
         (cfg.data.n >= 2, "data.n must be >= 2"),
     ]
+    # augmentation (ganforge.engine.augment checks the op names, and that the samples are images)
+    checks += [
+        (0 <= t.augment_p <= 1, "train.augment_p must be in [0, 1]"),
+        (0 < t.ada_target < 1, "train.ada_target must be in (0, 1) (the ADA paper's 0.6)"),
+        (t.ada_interval >= 1, "train.ada_interval must be >= 1 (D steps between adjustments of p)"),
+        (t.ada_kimg > 0, "train.ada_kimg must be > 0 (thousands of images for p to go from 0 to 1)"),
+        (not t.ada or t.augment.strip(), "train.ada=true steers the probability of train.augment's ops; name them, "
+                                         "e.g. train.augment=translation,cutout,color"),
+        (not t.augment.strip() or cfg.data.task in ("none", "class"),
+         f"train.augment would augment the images but not their data.task={cfg.data.task} source images; "
+         "set train.augment= (empty) or data.task=none"),
+    ]
+    checks += _range_checks(cfg)
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+
+
+# --- ranges (issue 15): checked before anything is loaded, built or written ------------------
+
+UPPER_BOUNDS: dict[str, int] = {
+    "seed": 2**32 - 1,  # what NumPy's and scikit-learn's seeds take
+    "train.steps": 10**9, "train.batch": 2**20, "train.n_critic": 1000, "train.pack": 1024, "train.r1_every": 10**6,
+    "train.log_every": 10**9, "train.ckpt_every": 10**9, "train.eval_every": 10**9, "train.snapshot_every": 10**9,
+    "train.instance_noise_steps": 10**9,
+    "model.z_dim": 2**16, "model.g_width": 2**16, "model.d_width": 2**16, "model.g_depth": 256, "model.d_depth": 256,
+    "data.n": 10**8, "data.sr_factor": 64, "data.window": 10**6, "data.stride": 10**6, "data.metric_repeats": 1000,
+}
+"""The largest value of each whole-number setting: far beyond any useful run, and small enough that
+nothing overflows or tries to allocate the impossible (the nets' memory is estimated separately)."""
+
+
+def _range_checks(cfg: RunConfig) -> list[tuple[bool, str]]:
+    """Upper bounds of the whole-number settings, a seed >= 0, and every float setting finite."""
+    checks = [(0 <= cfg.seed, f"seed must be >= 0, got {cfg.seed}")]
+    checks += [(get_value(cfg, key) <= top, f"{key} must be <= {top:,}, got {get_value(cfg, key):,}")
+               for key, top in UPPER_BOUNDS.items()]
+    for section in (cfg.data, cfg.model, cfg.train):
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                checks.append((False, f"{_section_name(cfg, section)}.{f.name}={value} must be a finite number"))
+    return checks
+
+
+def _section_name(cfg: RunConfig, section: Any) -> str:
+    return next(f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) is section)

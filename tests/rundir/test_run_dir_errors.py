@@ -144,10 +144,17 @@ def test_a_second_process_cannot_train_into_a_locked_run(tmp_path, cli):
     assert Run(run).latest_checkpoint().name == "step-00000060"
 
 
-def test_before_the_first_checkpoint_the_fix_is_to_start_again(tmp_path, monkeypatch):
+def test_before_the_first_checkpoint_the_run_resumes_from_step_0(tmp_path, monkeypatch):
+    """Issue 15 item 5: a run stopped before its first checkpoint used to be a dead end ("delete it and
+    start again"); it now resumes from step 0 and ends as an uninterrupted run does."""
     run = tmp_path / "run"
     monkeypatch.setattr(ckpt, "save", failing_at(1, ckpt.save))
-    with pytest.raises(UsageError, match=rf"no checkpoint was written yet: free space on the disk that holds {run}, "
-                                         rf"delete {run} and start the run again$"):
+    with pytest.raises(UsageError, match=rf"no checkpoint was written yet: free space on the disk that holds {run} "
+                                         rf"and resume with 'ganforge train --resume {run}' \(it starts again from "
+                                         rf"step 0\)$"):
         train(tiny_cfg(), out=run, progress=False, echo=quiet)
     assert not list(run.rglob("*.tmp"))
+    monkeypatch.undo()
+    assert train(None, resume=run, progress=False, echo=quiet)["steps"] == 60
+    train(tiny_cfg(), out=tmp_path / "reference", progress=False, echo=quiet)
+    assert log_without_time(tmp_path / "reference") == log_without_time(run)

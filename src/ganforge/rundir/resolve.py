@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ganforge.config import RunConfig, apply_defaults, validate
@@ -9,8 +11,10 @@ from ganforge.domains import Dataset, get_domain, infer_domain
 from ganforge.engine.precision import resolve_amp
 from ganforge.errors import UsageError
 from ganforge.families import get_family
+from ganforge.io import check_array_file
 from ganforge.losses import get_loss
 from ganforge.render.tracking import require_tensorboard
+from ganforge.rundir.validate import check_memory
 
 
 def resolve_device(name: str) -> torch.device:
@@ -22,6 +26,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_dataset(cfg: RunConfig) -> Dataset:
+    source = Path(cfg.data.source)
+    if source.suffix.lower() in (".npy", ".npz") and source.is_file():
+        # an empty, truncated or object array, or one larger than memory, is refused before any
+        # domain opens it to guess its kind
+        check_array_file(source)
     domain = get_domain(cfg.data.domain) if cfg.data.domain else infer_domain(cfg.data.source)
     cfg.data.domain = domain.name
     return domain.load(cfg.data)
@@ -56,5 +65,8 @@ def resolve(cfg: RunConfig) -> Dataset:
     resolve_amp(cfg.train.amp, resolve_device(cfg.device))  # fp16 without CUDA stops before anything is written
     cfg.model.net = cfg.model.net or domain.default_net
     cfg.model.z_dim = cfg.model.z_dim or int(dataset.meta.get("z_dim", domain.default_z_dim))
-    family.check(cfg, dataset)  # builds the nets once on the CPU: one that cannot take this data fails here
+    # the nets' memory, estimated without allocating it, then the nets built once on the CPU: one that
+    # cannot fit or cannot take this data fails here
+    check_memory(cfg, dataset.sample_shape, dataset.state.get("net_args", {}), resolve_device(cfg.device))
+    family.check(cfg, dataset)
     return dataset

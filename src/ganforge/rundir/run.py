@@ -6,24 +6,28 @@ What a run directory holds is listed in ``ganforge.rundir.store``; how a run tra
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ganforge.config import RunConfig
+from ganforge.config import RunConfig, set_value
 from ganforge.domains import Dataset, get_domain
 from ganforge.engine import checkpoint as ckpt
 from ganforge.engine.loop import build_generator, set_progress
 from ganforge.errors import UsageError
 from ganforge.render.latent import latents, lerp, slerp
 from ganforge.rundir.resolve import resolve_device
+from ganforge.rundir.runs import is_locked
 from ganforge.rundir.store import METRICS_FILE, MetricsLog
+from ganforge.rundir.validate import check_memory, check_state, load_config, load_data_facts
 
 EVAL_N = 2500
+SAMPLE_CHUNK_NUMBERS = 1 << 22
 PATHS = {"slerp": slerp, "lerp": lerp}
 
 
@@ -35,16 +39,12 @@ class Run:
         if not (self.path / "config.json").is_file():
             raise UsageError(f"{self.path} is not a ganforge run directory (no config.json); "
                              "give the folder that 'ganforge train' wrote")
-        try:
-            saved = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
-            if isinstance(saved.get("train"), dict):
-                saved["train"].setdefault("r1_every", 1)  # runs from before lazy R1 applied it on every D step
-            self.config = RunConfig.from_dict(saved, where=str(self.path / "config.json"))
-            self.data_state = json.loads((self.path / "data.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UsageError(f"{self.path}: config.json or data.json cannot be read ({exc}); the run is damaged") from None
+        self.config = load_config(self.path / "config.json")
+        self.data_state = load_data_facts(self.path / "data.json")
         self.domain = get_domain(self.data_state["domain"])
         self.log = MetricsLog(self.path / METRICS_FILE)
+        self.checkpoint_step: int | None = None
+        """The step of the checkpoint read last (by :meth:`generator` or :meth:`read_checkpoint`)."""
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -53,13 +53,29 @@ class Run:
     def latest_checkpoint(self) -> Path:
         found = ckpt.list_checkpoints(self.path)
         if not found:
-            raise UsageError(f"{self.path} has no checkpoint yet; train it first")
+            if is_locked(self.path):
+                raise UsageError(f"{self.path} has no checkpoint yet: it is training; wait for its first checkpoint")
+            raise UsageError(f"{self.path} has no checkpoint yet: it was stopped before its first one; continue it "
+                             f"with 'ganforge train --resume {self.path}' (it starts from step 0)")
         return found[-1]
 
+    def read_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The newest checkpoint's tensors and state, verified (its hash) and validated (its state.json)."""
+        path = self.latest_checkpoint()
+        tensors, state = ckpt.read_checkpoint(path)
+        check_state(state, tensors, path / "state.json")
+        self.checkpoint_step = state["step"]
+        return tensors, state
+
+    def is_training(self) -> bool:
+        """Whether a process is training into this run now (it holds the run's lock)."""
+        return is_locked(self.path)
+
     def generator(self, device: torch.device | None = None) -> nn.Module:
-        """The EMA generator of the newest checkpoint, in eval mode."""
+        """The EMA generator of the newest checkpoint, in eval mode (its step in ``checkpoint_step``)."""
         device = device or resolve_device(self.config.device)
-        tensors, state = ckpt.read_checkpoint(self.latest_checkpoint())
+        tensors, state = self.read_checkpoint()
+        check_memory(self.config, self.sample_shape, self.net_args, device, training=False)
         G_ema = build_generator(self.config, self.config.model.net, self.config.model.z_dim, self.sample_shape, device,
                                 self.net_args)
         ckpt.load_module_weights(tensors, "G_ema", G_ema)
@@ -102,8 +118,13 @@ class Run:
     @torch.no_grad()
     def sample(self, n: int, seed: int = 0, truncation: float | None = None, G: nn.Module | None = None,
                labels: Any = None, cond: torch.Tensor | None = None, dataset: Dataset | None = None) -> np.ndarray:
-        """``n`` samples in the user's space from the EMA generator, reproducible by ``seed``; for
-        conditional runs given ``labels`` or ``cond`` (see :meth:`conditions`)."""
+        """``n`` samples in the user's space from the EMA generator; for conditional runs given
+        ``labels`` or ``cond`` (see :meth:`conditions`).
+
+        Reproducible by design: the latents are ``latents(n, z_dim, seed)``, so the same ``seed``
+        (0 unless given) gives the same samples on every call, as ``ganforge sample`` does; pass a
+        new ``seed`` for new samples (``TabularGAN.sample`` instead draws fresh rows on each call
+        unless ``seed=`` is given, as CTGAN and SDV users expect)."""
         if n < 1:
             raise UsageError(f"--n must be >= 1, got {n}")
         c = self.conditions(n, labels, cond, dataset)
@@ -112,19 +133,45 @@ class Run:
         return self.generate(z, G, c)
 
     @torch.no_grad()
+    def sample_seeds(self, seeds: Sequence[int], truncation: float | None = None, G: nn.Module | None = None,
+                     labels: Any = None, cond: torch.Tensor | None = None) -> np.ndarray:
+        """One sample per seed, ``[len(seeds), ...]`` in the user's space, as StyleGAN2-ADA's
+        ``generate.py --seeds``: sample ``k`` is G's image of its own latent ``latents(1, z_dim,
+        seeds[k], truncation)``, drawn alone, so it is ``sample(1, seeds[k])[0]`` whatever else the
+        list holds. Conditional runs take ``labels`` or ``cond`` as :meth:`sample` does (by default
+        the classes, or held-out sources, in turn along the list)."""
+        seeds = [int(s) for s in seeds]
+        if not seeds or not all(0 <= s < 2**32 for s in seeds):
+            raise UsageError(f"give seeds from 0 to {2**32 - 1}, at least one (e.g. --seeds 0-35), got {seeds[:5]}")
+        c = self.conditions(len(seeds), labels, cond)
+        G = G or self.generator()
+        device = next(G.parameters()).device
+        z = torch.cat([latents(1, self.config.model.z_dim, s, truncation, device) for s in seeds])
+        if c is None:
+            encoded = [G(z[k:k + 1]) for k in range(len(seeds))]
+        else:
+            c = c.to(device)
+            encoded = [G(z[k:k + 1], c[k:k + 1]) for k in range(len(seeds))]
+        return self.domain.decode(torch.cat(encoded), self.data_state)
+
+    @torch.no_grad()
     def generate(self, z: torch.Tensor, G: nn.Module | None = None, c: torch.Tensor | None = None) -> np.ndarray:
         """Samples in the user's space for given latents ``z: [n, z_dim]`` (and conditions ``c: [n, ...]``)."""
         G = G or self.generator()
         device = next(G.parameters()).device
         z = z.to(device)
+        # G's activations grow with the sample: chunks of at most ~4M output numbers keep sampling
+        # large images within memory (64x64 colour: 341 latents a chunk, not 4,096)
+        chunk = max(1, min(4096, SAMPLE_CHUNK_NUMBERS // math.prod(self.sample_shape)))
         if c is None:
             if self.task != "none":
                 c = self.conditions(len(z))
             else:
-                encoded = torch.cat([G(chunk) for chunk in z.split(4096)])
+                encoded = torch.cat([G(part) for part in z.split(chunk)])
                 return self.domain.decode(encoded, self.data_state)
         c = c.to(device)
-        encoded = torch.cat([G(zc, cc) for zc, cc in zip(z.split(1024), c.split(1024))])
+        chunk = min(chunk, 1024)
+        encoded = torch.cat([G(zc, cc) for zc, cc in zip(z.split(chunk), c.split(chunk))])
         return self.domain.decode(encoded, self.data_state)
 
     @torch.no_grad()
@@ -152,15 +199,21 @@ class Run:
         return dataset
 
     def evaluate(self, n: int = EVAL_N, seed: int = 0, dataset: Dataset | None = None, G: nn.Module | None = None,
-                 quick: bool = False, features: str | None = None) -> dict[str, Any]:
+                 quick: bool = False, features: str | None = None, protocol: str | None = None) -> dict[str, Any]:
         """Score ``n`` samples against the run's data with the domain's metrics (and, for images,
         FID/KID/precision-recall on the ``features`` extractor, e.g. ``digits-cnn``).
 
         The domain samples what its scores need (see ``Domain.score``): class-conditional runs every
         class in turn, image-conditional runs the outputs for the held-out sources, paired with their
-        targets.
+        targets. ``protocol`` (``fast`` or ``full``) overrides the run's ``data.eval_protocol`` for
+        series and tables: ``full`` is the papers' protocol (TimeGAN's 10 repeats; gradient-boosted
+        detection), ``fast`` the default that keeps a final scoring to seconds.
         """
-        return self.domain.score(self, n, seed, dataset or self.load_data(), G=G, quick=quick, features=features)
+        dataset = dataset or self.load_data()
+        if protocol is not None:
+            set_value(RunConfig(), "data.eval_protocol", protocol)  # the same check as --set gets
+            dataset = dataclasses.replace(dataset, meta={**dataset.meta, "eval_protocol": protocol})
+        return self.domain.score(self, n, seed, dataset, G=G, quick=quick, features=features)
 
     @torch.no_grad()
     def arithmetic(self, expr: str, n: int = 64, seed: int = 0, truncation: float | None = None,

@@ -25,13 +25,15 @@ from ganforge.engine.distributed import Shard
 from ganforge.engine.steps import StepLoop
 from ganforge.errors import TrainingDiverged, UsageError
 from ganforge.families import Family, get_family
+from ganforge.progress import shown as progress_shown
 from ganforge.io import write_json
 from ganforge.render.latent import latents
 from ganforge.render.pictures import FRAME_SEED, frame_count, frame_path, prune_frames, write_frame, write_progress_gif
 from ganforge.render.tracking import TensorBoardLog, require_tensorboard
 from ganforge.rundir.resolve import resolve, resolve_device
 from ganforge.rundir.run import EVAL_N, Run
-from ganforge.rundir.store import create_run_dir, disk_errors, run_lock
+from ganforge.rundir.store import disk_errors, new_run, remove_partial_writes, run_lock
+from ganforge.rundir.validate import load_summary
 
 
 def train(cfg: RunConfig | None, out: Path | None = None, resume: Path | None = None, steps: int | None = None,
@@ -44,7 +46,8 @@ def train(cfg: RunConfig | None, out: Path | None = None, resume: Path | None = 
     """
     shard = distributed.init_from_env()
     try:
-        summary = _train(shard, cfg, out, resume, steps, progress, echo)
+        with progress_shown(progress):  # the evaluations' progress lines too are silent with --quiet
+            summary = _train(shard, cfg, out, resume, steps, progress, echo)
         shard.barrier()  # the other ranks leave once rank 0 has written the summary
         return summary
     finally:
@@ -67,31 +70,44 @@ def _on_main(shard: Shard, fn):
 
 def _train(shard: Shard, cfg: RunConfig | None, out: Path | None, resume: Path | None, steps: int | None,
            progress: bool, echo) -> dict[str, Any] | None:
-    if resume is not None:
-        # every rank reads the run: on several machines it must be on a shared filesystem
-        run = Run(resume)
-        cfg = run.config
-        if steps is not None:
-            cfg.train.steps = steps  # saved once the checkpoint has been verified
-        validate(cfg)
-        if cfg.train.tensorboard:
-            require_tensorboard()
-        shard.local_batch(cfg.train.batch, cfg.train.pack)
-        dataset = run.load_data()
-    else:
-        dataset = resolve(cfg)  # on every rank: deterministic, so each holds the same data and config
-        shard.local_batch(cfg.train.batch, cfg.train.pack)  # the resolved batch, before anything is written
-        path = Path(_on_main(shard, lambda: str(create_run_dir(cfg, dataset, out))))
-        run = Run(path) if shard.is_main else None
+    """Open (or create) the run with its lock held before anything is written, then train it."""
+    run: Run | None = None
+    with contextlib.ExitStack() as stack:
+        try:
+            if resume is not None:
+                # every rank reads the run: on several machines it must be on a shared filesystem
+                run = Run(resume)
+                cfg = run.config
+                if steps is not None:
+                    cfg.train.steps = steps  # saved once the checkpoint has been verified
+                validate(cfg)
+                if cfg.train.tensorboard:
+                    require_tensorboard()
+                family = _family(cfg, shard)
+                _on_main(shard, lambda: stack.enter_context(run_lock(run.path)))  # rank 0 alone holds the lock
+                dataset = run.load_data()
+            else:
+                dataset = resolve(cfg)  # on every rank: deterministic, so each holds the same data and config
+                family = _family(cfg, shard)  # the resolved batch and family, before anything is written
+                path = Path(_on_main(shard, lambda: str(stack.enter_context(new_run(cfg, dataset, out)))))
+                run = Run(path) if shard.is_main else None
+            if not shard.is_main:
+                progress, echo = False, lambda *_: None
+            with disk_errors(run.path if run is not None else None):
+                return _train_locked(run, cfg, family, dataset, resume is not None, progress, echo, shard)
+        except BaseException as exc:
+            if run is not None and not isinstance(exc, (UsageError, TrainingDiverged)):
+                exc.ganforge_run_dir = str(run.path)  # cli.main: where the traceback goes, what to resume
+            raise
+
+
+def _family(cfg: RunConfig, shard: Shard) -> Family:
+    """The run's family, checked against the processes it runs on; sets this process's share of the batch."""
     family = get_family(cfg.model.family)
     if shard.world > 1 and not family.multi_process:
         raise UsageError(f"model.family={family.name} trains on one process; start it without torchrun")
-    if not shard.is_main:
-        progress, echo = False, lambda *_: None
-    with contextlib.ExitStack() as stack:
-        _on_main(shard, lambda: stack.enter_context(run_lock(run.path)))  # rank 0 alone holds the lock
-        with disk_errors(run.path if run is not None else None):
-            return _train_locked(run, cfg, family, dataset, resume is not None, progress, echo, shard)
+    shard.local_batch(cfg.train.batch, cfg.train.pack)
+    return family
 
 
 def _train_locked(run: Run | None, cfg: RunConfig, family: Family, dataset: Dataset, resuming: bool, progress: bool,
@@ -103,34 +119,66 @@ def _train_locked(run: Run | None, cfg: RunConfig, family: Family, dataset: Data
     session = Session(run, dataset, family, echo, shard) if shard.is_main else _RankSession(shard)
     trainer = family.trainer(cfg, dataset, device, session, shard, net_args)
     session.trainer = trainer
-    elapsed_before = 0.0
+    elapsed_before, saved = 0.0, None
     if resuming:
-        if shard.is_main:
-            ckpt.remove_partial_saves(run.path)
-        tensors, state = ckpt.read_checkpoint(run.latest_checkpoint())
-        ckpt.restore(tensors, state, trainer.modules(), trainer.optimizers(), trainer.generators())
-        trainer.step = state["step"]
-        trainer.load_state(state["extra"])
-        elapsed_before = state["extra"].get("elapsed", 0.0)
+        elapsed_before, saved = _restore(run, trainer, shard)
         if trainer.step > cfg.train.steps:
             raise UsageError(f"{run.path} is already at step {trainer.step}; give --steps >= {trainer.step}")
+        done = _finished_summary(run, trainer.step)
+        if done is not None:
+            echo(f"{run.path} is already finished at step {trainer.step}; nothing to do (give --steps > "
+                 f"{trainer.step} to train it further)")
+            return done if shard.is_main else None
         if shard.is_main:
             write_json(run.path / "config.json", cfg.to_dict())
             run.log.truncate_after(trainer.step)
+            # the summary of an earlier ending (finished at fewer steps, or diverged) no longer
+            # describes the run: 'ganforge runs' shows it running, or stopped, until it ends again
+            (run.path / "summary.json").unlink(missing_ok=True)
         echo(f"resuming {run.path} from step {trainer.step} of {cfg.train.steps}"
+             + (" (it was stopped before its first checkpoint)" if saved is None else "")
              + (f" on {shard.world} processes" if shard.world > 1 else ""))
-    else:
+    if saved is None:
         session.on_checkpoint(0)
     distributed.seed_other_ranks(shard, cfg.seed, trainer.step)
     try:
-        return _play(trainer, session, elapsed_before, progress)
+        return _play(trainer, session, elapsed_before, progress, save_last=saved != cfg.train.steps)
     finally:
         session.close()  # TensorBoard events reach the disk however the run ends
 
 
-def _play(trainer: StepLoop, session: "Session | _RankSession", elapsed_before: float,
-          progress: bool) -> dict[str, Any] | None:
-    """Train to the last step with a progress bar, then finish (or record the divergence)."""
+def _restore(run: Run, trainer: StepLoop, shard: Shard) -> tuple[float, int | None]:
+    """Load the run's newest checkpoint into ``trainer``: ``(seconds trained before, its step)``, or
+    ``(0, None)`` for a run stopped before its first checkpoint, which starts again from step 0."""
+    if shard.is_main:
+        ckpt.remove_partial_saves(run.path)
+        remove_partial_writes(run.path)
+    if not ckpt.list_checkpoints(run.path):
+        return 0.0, None
+    tensors, state = run.read_checkpoint()
+    ckpt.restore(tensors, state, trainer.modules(), trainer.optimizers(), trainer.generators())
+    trainer.step = state["step"]
+    trainer.load_state(state["extra"])
+    return state["extra"].get("elapsed", 0.0), trainer.step
+
+
+def _finished_summary(run: Run, step: int) -> dict[str, Any] | None:
+    """The run's summary if it finished at ``step`` (resuming it then has nothing to do), else None
+    (a damaged summary too: the resume writes it again)."""
+    try:
+        summary = load_summary(run.path / "summary.json")
+    except UsageError:
+        return None
+    if summary is not None and summary.get("status") == "finished" and summary.get("steps") == step \
+            and step == run.config.train.steps:
+        return summary
+    return None
+
+
+def _play(trainer: StepLoop, session: "Session | _RankSession", elapsed_before: float, progress: bool,
+          save_last: bool = True) -> dict[str, Any] | None:
+    """Train to the last step with a progress bar, then finish (or record the divergence);
+    ``save_last=False``: the last step's checkpoint is the one the run resumed from, kept as it is."""
     session.start(elapsed_before, trainer.step)
     bar = _Bar(trainer.t.steps, trainer.step) if progress else None
     session.bar = bar
@@ -144,7 +192,7 @@ def _play(trainer: StepLoop, session: "Session | _RankSession", elapsed_before: 
         raise
     if bar:
         bar.close()
-    return session.finish()
+    return session.finish(save=save_last)
 
 
 class _Bar:
@@ -186,6 +234,8 @@ class Session:
         self.t0 = time.perf_counter() - elapsed_before
         self.start_step = step
         self.t_start = time.perf_counter()
+        # a resumed run's last record so far (its log is cut back to ``step``), for the summary
+        self.last_record = next((r for r in reversed(self.run.log.records()) if "eval" not in r), {})
         if self.run.config.train.tensorboard:
             self.tensorboard = TensorBoardLog(self.run.path, step)
         prune_frames(self.run.path, step)  # frames drawn after the checkpoint we resume from are drawn again
@@ -265,12 +315,16 @@ class Session:
         return TrainingDiverged(f"{exc}; stopped, the last good checkpoint is kept at {good} "
                                 f"({self.family.divergence_hint})")
 
-    def finish(self) -> dict[str, Any]:
-        """The last checkpoint, a full evaluation, the samples, their plot, the GIF and ``summary.json``."""
+    def finish(self, save: bool = True) -> dict[str, Any]:
+        """The last checkpoint (unless ``save`` is False: it is on disk already), a full evaluation,
+        the samples, their plot, the GIF and ``summary.json``. Its times: ``train_seconds`` (the
+        loop, over every resumed part), ``eval_seconds`` (the final evaluation, samples and plots)
+        and ``seconds``, their sum; ``samples_per_s`` counts this process's steps in its own time."""
         trainer, run = self.trainer, self.run
         step = trainer.step
-        self.on_checkpoint(step)
-        wall = time.perf_counter() - self.t_start
+        if save:
+            self.on_checkpoint(step)
+        train_end = time.perf_counter()
         metrics = self.on_eval(step, quick=False)
         with _eval_mode(trainer.sampler()) as G:
             samples = run.sample(EVAL_N, seed=0, G=G, dataset=self.dataset)
@@ -282,18 +336,19 @@ class Session:
         if trainer.t.snapshot_every:
             self.snapshot(step)
             write_progress_gif(run.path)
-        cfg = run.config
-        done_steps = step - self.start_step
+        train_seconds, eval_seconds = train_end - self.t0, time.perf_counter() - train_end
         summary = {
             "status": "finished",
             "run_dir": str(run.path),
-            "data": cfg.data.source,
+            "data": run.config.data.source,
             "domain": run.domain.name,
             "family": self.family.name,
             "steps": step,
-            "loss": self.family.objective or cfg.train.loss,
-            "seconds": round(self.elapsed(), 2),
-            "samples_per_s": round(done_steps * trainer.samples_per_step / wall, 1) if wall > 0 and done_steps else None,
+            "loss": self.family.objective or run.config.train.loss,
+            "seconds": round(train_seconds + eval_seconds, 2),
+            "train_seconds": round(train_seconds, 2),
+            "eval_seconds": round(eval_seconds, 2),
+            "samples_per_s": self._throughput(step, train_end),
             "last_log": {k: v for k, v in self.last_record.items() if k != "warnings"},
             "eval": metrics,
             **trainer.summary(),  # precision, warnings
@@ -301,6 +356,14 @@ class Session:
         }
         write_json(run.path / "summary.json", summary)
         return summary
+
+    def _throughput(self, step: int, train_end: float) -> float | None:
+        """Real samples per second of this process's steps in its own wall time (a resumed run's
+        earlier parts are not counted); the whole run's if this process trained no step."""
+        steps, seconds = step - self.start_step, train_end - self.t_start
+        if steps == 0:
+            steps, seconds = step, train_end - self.t0
+        return round(steps * self.trainer.samples_per_step / seconds, 1) if steps and seconds > 0 else None
 
     def close(self) -> None:
         if self.tensorboard:
@@ -337,8 +400,9 @@ class _RankSession:
     def diverged(self, exc: TrainingDiverged) -> TrainingDiverged:
         return exc
 
-    def finish(self) -> None:
-        self.on_checkpoint(self.trainer.step)
+    def finish(self, save: bool = True) -> None:
+        if save:
+            self.on_checkpoint(self.trainer.step)
 
     def close(self) -> None:
         pass

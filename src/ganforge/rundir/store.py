@@ -8,6 +8,8 @@ A run directory holds::
     checkpoints/       step-XXXXXXXX/{weights.safetensors,state.json}, newest two kept
     samples.npy/.png   samples from the final generator and their plot
     summary.json       the final one-screen summary
+    .lock              exists while a process trains into the run (it holds an fcntl lock on it)
+    error.log          the traceback of an unexpected error, when one stopped a command on this run
     progress/          frames of fixed latents across training, and progress.gif
     tensorboard/       TensorBoard event files, with train.tensorboard=true (see ganforge.render.tracking)
 """
@@ -27,7 +29,7 @@ from ganforge.config import RunConfig
 from ganforge.domains import Dataset
 from ganforge.engine import checkpoint as ckpt
 from ganforge.errors import UsageError
-from ganforge.io import atomic_write, write_json
+from ganforge.io import atomic_write, failed_write, write_json, write_problem
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -73,9 +75,10 @@ class MetricsLog:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record, allow_nan=True) + "\n")
         except OSError as exc:  # a line cut short by a full disk is skipped on resume, as one cut by a kill
-            if exc.filename is None:
-                raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
-            raise
+            error = failed_write(exc, self.path)
+            if error is exc:
+                raise
+            raise error from exc
 
     def read(self, tail_bytes: int | None = None) -> LogRecords:
         """Every record, or those in the last ``tail_bytes`` of the file; a missing file has none.
@@ -127,60 +130,143 @@ def next_run_dir(root: Path, name: str) -> Path:
     return root / f"{max(numbers, default=-1) + 1:05d}-{safe}"
 
 
-def create_run_dir(cfg: RunConfig, dataset: Dataset, out: Path | None) -> Path:
-    """The directory of a new run (``out``, or the next ``runs/NNNNN-DATA``) with the resolved
-    config and the data facts written; a non-empty ``out`` is a UsageError."""
-    path = out or next_run_dir(Path("runs"), cfg.data.source)
-    if path.exists() and any(path.iterdir()):
-        raise UsageError(f"{path} already exists and is not empty; pick another --out, or continue it with --resume {path}")
-    with disk_errors(path):
-        path.mkdir(parents=True, exist_ok=True)
+LOCK_FILE = ".lock"
+CREATED_FIRST = ("data.json",)
+"""What a new run writes before ``config.json``, which marks a folder as a run: a folder holding
+only these (and the lock, and temporary files) was stopped while being created and is taken over."""
+
+
+@contextlib.contextmanager
+def new_run(cfg: RunConfig, dataset: Dataset, out: Path | None) -> Iterator[Path]:
+    """The directory of a new run (``out``, or the next ``runs/NNNNN-DATA``), locked before anything
+    is written in it, with its data facts and resolved config written; yields its path with the
+    lock held. A non-empty ``out`` is a UsageError; a folder left by a start that was stopped before
+    ``config.json`` was written is taken over. If writing fails, what was written is removed."""
+    path, created = _make_run_dir(out, cfg.data.source)
+    try:
+        with run_lock(path):
+            found = [p for p in path.iterdir() if p.name != LOCK_FILE]
+            if not all(map(_partial, found)):
+                raise UsageError(f"{path} already exists and is not empty; pick another --out, or continue it with "
+                                 f"--resume {path}")
+            for partial in found:  # what a start stopped before config.json left
+                partial.unlink()
+            _write_run_files(path, cfg, dataset)
+            yield path
+    except BaseException:
+        if created and not (path / "config.json").exists():
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only if empty: nothing the run did not write is touched
+        raise
+
+
+def remove_partial_writes(path: Path) -> None:
+    """Remove the temporary files of atomic writes that a kill interrupted (``.NAME.XXXX.tmp`` in the
+    run directory and its ``progress/``); call it with the run's lock held."""
+    for folder in (path, path / "progress"):
+        for p in folder.glob(".*.tmp") if folder.is_dir() else []:
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def _partial(p: Path) -> bool:
+    """A file of a start stopped before ``config.json``: an atomic write's temporary file, or one
+    written before ``config.json`` (see ``CREATED_FIRST``)."""
+    if p.is_dir():
+        return False
+    return (p.name.startswith(".") and p.name.endswith(".tmp")) or p.name in CREATED_FIRST
+
+
+def _write_run_files(path: Path, cfg: RunConfig, dataset: Dataset) -> None:
+    """``data.json``, then ``config.json`` (its presence marks a complete run directory)."""
+    try:
+        write_json(path / "data.json",
+                   {**dataset.state, "domain": dataset.domain, "sample_shape": list(dataset.sample_shape)})
         write_json(path / "config.json", cfg.to_dict())
-        write_json(path / "data.json", {**dataset.state, "domain": dataset.domain, "sample_shape": list(dataset.sample_shape)})
-    return path
+    except OSError as exc:
+        for name in CREATED_FIRST:
+            with contextlib.suppress(OSError):
+                (path / name).unlink()
+        problem = write_problem(exc, path)
+        if problem is None:
+            raise
+        raise UsageError(f"{problem[0]}; {problem[1]}, then run the command again") from None
+
+
+def _make_run_dir(out: Path | None, source: str) -> tuple[Path, bool]:
+    """``(path, created)``: ``out`` (created if missing), or a new ``runs/NNNNN-DATA`` taken atomically."""
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the run (it is created if missing)")
+    path = out
+    try:
+        if out is not None:
+            existed = out.is_dir()
+            out.mkdir(parents=True, exist_ok=True)
+            return out, not existed
+        for _ in range(100):
+            path = next_run_dir(Path("runs"), source)
+            with contextlib.suppress(FileExistsError):  # another process took this number first: take the next
+                path.mkdir()
+                return path, True
+    except OSError as exc:
+        problem = write_problem(exc, path)
+        if problem is None:
+            raise
+        raise UsageError(f"cannot create the run folder {path} ({exc.strerror}); {problem[1]}") from None
+    raise UsageError("cannot number a new run under runs/ (other processes keep taking the numbers); give --out")
 
 
 @contextlib.contextmanager
 def run_lock(path: Path) -> Iterator[None]:
-    """Refuse a second process training into the same run directory."""
-    fh = open(path / ".lock", "w")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        raise UsageError(f"another process is training into {path}; wait for it or use another --out") from None
+    """Hold the lock of run ``path`` (an fcntl lock on ``path/.lock``) while training: a second
+    process is refused, and ``ganforge runs`` shows the run as running. The lock file is removed
+    when the lock is released, so a finished or stopped run leaves none behind."""
+    with disk_errors(path):
+        fd = _take_lock(path)
     try:
         yield
     finally:
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+        with contextlib.suppress(OSError):
+            os.unlink(path / LOCK_FILE)  # still held: a process that opened this file sees it replaced
+        os.close(fd)  # releases the lock
 
 
-# what to do when the run directory cannot be written: the fix, by errno
-WRITE_FIXES = {
-    errno.ENOSPC: "free space on the disk that holds {run}",
-    errno.EDQUOT: "free space in your disk quota for {run}",
-    errno.EACCES: "make {run} writable",
-    errno.EPERM: "make {run} writable",
-    errno.EROFS: "remount the filesystem of {run} read-write",
-}
+def _take_lock(path: Path) -> int:
+    """The descriptor of ``path/.lock``, exclusively locked. A lock file that its holder removed
+    between our open and our lock is not the lock any more: open the new one and try again."""
+    while True:
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UsageError(f"another process is training into {path}; wait for it or use another --out") from None
+            raise
+        try:
+            if os.stat(path / LOCK_FILE).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def disk_errors(run_path: Path | None) -> Iterator[None]:
     """Turn a failed write in training (disk full, no permission, read-only filesystem) into one
     UsageError naming the file and the fix. Writes are atomic, so the newest complete checkpoint is
-    intact and the run resumes once the cause is fixed."""
+    intact and the run resumes once the cause is fixed (from step 0 if none was written yet)."""
     try:
         yield
     except OSError as exc:
-        if exc.errno not in WRITE_FIXES or run_path is None:
+        problem = write_problem(exc, run_path) if run_path is not None else None
+        if problem is None:
             raise
-        fix = WRITE_FIXES[exc.errno].format(run=run_path)
+        what, fix = problem
         kept = ckpt.list_checkpoints(run_path)
-        where = f"cannot write {exc.filename or run_path} ({exc.strerror})"
+        resume = f"resume with 'ganforge train --resume {run_path}'"
         if not kept:
-            raise UsageError(f"{where}; no checkpoint was written yet: {fix}, delete {run_path} and start the run "
-                             "again") from None
-        raise UsageError(f"{where}; the last complete checkpoint ({kept[-1].name}) is intact: {fix} and resume with "
-                         f"'ganforge train --resume {run_path}'") from None
+            raise UsageError(f"{what}; no checkpoint was written yet: {fix} and {resume} (it starts again from "
+                             "step 0)") from None
+        raise UsageError(f"{what}; the last complete checkpoint ({kept[-1].name}) is intact: {fix} and "
+                         f"{resume}") from None
