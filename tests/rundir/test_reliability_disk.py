@@ -5,11 +5,9 @@ tmpfs, a read-only bind mount); the same promises are also tested with a write t
 
 import contextlib
 import errno
-import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np

@@ -2,6 +2,7 @@
 the run directory holds; opened in headless Chromium when one is installed."""
 
 import base64
+import json
 import io
 import os
 import re
@@ -178,3 +179,13 @@ def test_page_renders_in_headless_chromium(frozen_page, tmp_path):
         assert image.size == (1280, 4000)
         lo, hi = image.convert("L").getextrema()
         assert lo < 100 and hi > 200  # text and plots on a light page, not a blank one
+
+
+def test_a_summary_with_damaged_warnings_still_reports(runs, tmp_path):
+    """An edited summary.json whose warnings are not a list (found by benchmarks/faults.py) is read as
+    having none: the page is written from the log."""
+    run = tmp_path / "edited"
+    shutil.copytree(runs["ns"], run)
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    (run / "summary.json").write_text(json.dumps({**summary, "warnings": 5}), encoding="utf-8")
+    assert "<html" in ganforge.report(run).read_text(encoding="utf-8")

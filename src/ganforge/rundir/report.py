@@ -78,7 +78,8 @@ def read_run(path: str | Path, name: str | None = None) -> RunRecords:
     run.evals = log.evals
     run.logs = log.game
     run.warnings = [(record.get("step"), str(text)) for record in run.logs for text in record.get("warnings") or []]
-    for entry in (run.summary or {}).get("warnings") or []:  # the monitor's list, should the log lack one
+    listed = (run.summary or {}).get("warnings")
+    for entry in listed if isinstance(listed, list) else []:  # the monitor's list, should the log lack one
         item = (entry.get("step"), str(entry.get("warning"))) if isinstance(entry, dict) else (None, str(entry))
         if item not in run.warnings:
             run.warnings.append(item)
