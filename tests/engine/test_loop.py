@@ -183,3 +183,34 @@ def test_reuse_fakes_runs_G_once_per_D_step_and_G_step_uses_the_last_fakes(n_cri
     assert torch.equal(seen_by_d[0], outputs[-1].detach())  # ... which judged the last D step's fakes
     assert_changed(G0, snapshot(trainer.p.G))
     assert trainer.kept is None
+
+
+def test_small_fully_connected_nets_step_on_one_thread_and_the_setting_comes_back():
+    # a 2-D MLP's matrices are too small for two threads to share (docs/BENCHMARKS.md): its steps run
+    # on one; torch's thread count is restored afterwards, also when the loop stops with an error
+    before = torch.get_num_threads()
+    if before < 2:
+        torch.set_num_threads(2)
+    try:
+        trainer = make_trainer()
+        seen = []
+        trainer.iteration = lambda: (seen.append(torch.get_num_threads()), setattr(trainer, "step", trainer.step + 1))
+        trainer.run()
+        assert set(seen) == {1}
+        assert torch.get_num_threads() >= 2
+
+        def boom():
+            raise RuntimeError("stop")
+
+        trainer.step, trainer.iteration = 0, boom
+        with pytest.raises(RuntimeError):
+            trainer.run()
+        assert torch.get_num_threads() >= 2
+        # a wide net (or any convolutional one) keeps torch's setting
+        wide = make_trainer(**{"model.g_width": 1024, "model.d_width": 1024, "train.batch": 256})
+        wide.iteration = lambda: (seen.append(torch.get_num_threads()), setattr(wide, "step", wide.step + 1))
+        seen.clear()
+        wide.run()
+        assert set(seen) == {torch.get_num_threads()}
+    finally:
+        torch.set_num_threads(before)

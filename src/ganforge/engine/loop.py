@@ -31,9 +31,13 @@ from ganforge.nets.layers import MinibatchStdDev
 from ganforge.engine.distributed import Shard, data_parallel, sync_batch_norm
 from ganforge.engine.monitor import Monitor, diversity_ratio, grad_norm
 from ganforge.engine.precision import Precision
-from ganforge.engine.steps import Callbacks, StepLoop
+from ganforge.engine.steps import Callbacks, StepLoop, few_threads
 
 BATCH_DEPENDENT = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev)
+SMALL_STEP = 2e7
+"""Multiply-adds of one forward of G and D on a minibatch, below which a CPU step runs on one thread:
+a 2-D MLP step's matrices (128 x 128) are too small for two threads to share (measured: 2 threads
+take 10% longer and twice the CPU time; docs/BENCHMARKS.md)."""
 DIVERSITY_N = 256
 EMA_RAMPUP = 0.1
 
@@ -192,6 +196,9 @@ class Trainer(StepLoop):
         fixed_index = torch.randint(len(self.data), (DIVERSITY_N,), generator=fixed, device=device)
         self.fixed_real = take_rows(self.data, fixed_index, batch_transform)
         self.fixed_cond = self.cond[fixed_index] if self.cond is not None else None
+        # the tensors G's moving average pairs up, listed once (loading a checkpoint copies into them)
+        G, G_ema = players.G, players.G_ema
+        self.ema_pairs = (list(G_ema.parameters()), list(G.parameters()), list(G_ema.buffers()), list(G.buffers()))
 
     # --- the two phases -------------------------------------------------------------------
     def latents(self) -> Tensor:
@@ -330,10 +337,10 @@ class Trainer(StepLoop):
         # ramp-up (as in StyleGAN): average over about the last 10% of the steps so far, capped by
         # train.ema, so early on G_ema is not an average of very different, fast-moving generators
         decay = min(self.t.ema, 1.0 - 1.0 / (1.0 + EMA_RAMPUP * self.step))
-        ema_params = list(self.p.G_ema.parameters())
-        torch._foreach_lerp_(ema_params, list(self.p.G.parameters()), 1.0 - decay)
-        for ema_buf, buf in zip(self.p.G_ema.buffers(), self.p.G.buffers()):
-            ema_buf.copy_(buf)
+        ema_params, params, ema_buffers, buffers = self.ema_pairs
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+        if buffers:
+            torch._foreach_copy_(ema_buffers, buffers)
 
     def set_learning_rates(self) -> None:
         if self.t.lr_decay <= 0:
@@ -343,6 +350,16 @@ class Trainer(StepLoop):
         for opt, lr in ((self.p.opt_G, self.t.lr_g), (self.p.opt_D, self.t.lr_d)):
             for group in opt.param_groups:
                 group["lr"] = lr * factor
+
+    def threads(self):
+        """One CPU thread for fully connected nets whose step is too small to share (:data:`SMALL_STEP`)."""
+        nets = (self.p.G, self.p.D)
+        linear = all(isinstance(m, (nn.Linear, nn.Embedding)) or not any(True for _ in m.parameters(recurse=False))
+                     or isinstance(m, (nn.LayerNorm, nn.BatchNorm1d)) for net in nets for m in net.modules())
+        macs = sum(p.numel() for net in nets for p in net.parameters()) * self.t.batch
+        if self.device.type == "cpu" and linear and macs <= SMALL_STEP:
+            return few_threads(1)
+        return super().threads()
 
     # --- the loop (its cadence is StepLoop.run) ----------------------------------------------
     def begin(self) -> None:

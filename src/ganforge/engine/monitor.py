@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 # order of the accumulated statistics
-_KEYS = ("loss_d", "d_real", "d_fake", "tp", "fn", "fp", "tn", "n_real", "n_fake")
+_KEYS = ("loss_d", "d_real", "d_fake", "tp", "fp")
 
 
 @dataclass
@@ -52,31 +52,24 @@ class Monitor:
 
     def __post_init__(self) -> None:
         self._acc_d = torch.zeros(len(_KEYS), device=self.device, dtype=torch.float64)
-        self._acc_g = torch.zeros(2, device=self.device, dtype=torch.float64)
+        self._acc_g = torch.zeros((), device=self.device, dtype=torch.float64)  # G's losses, summed
+        self._counts = [0, 0, 0]  # real and fake samples D judged, G steps: on the host, no device op
         self._streak = {"d_wins": 0, "collapse": 0, "vanishing": 0, "d_ahead": 0}
         self.warnings: list[dict] = []
 
     @torch.no_grad()
     def record_d(self, real_logits: Tensor, fake_logits: Tensor, loss_d: Tensor) -> None:
-        real_judged_real = (real_logits > 0).sum()
-        fake_judged_real = (fake_logits > 0).sum()
-        n_real, n_fake = real_logits.numel(), fake_logits.numel()
-        stats = torch.stack([
-            loss_d.detach().double(),
-            torch.sigmoid(real_logits).double().sum(),
-            torch.sigmoid(fake_logits).double().sum(),
-            real_judged_real.double(),
-            (n_real - real_judged_real).double(),
-            fake_judged_real.double(),
-            (n_fake - fake_judged_real).double(),
-            torch.tensor(float(n_real), device=self.device, dtype=torch.float64),
-            torch.tensor(float(n_fake), device=self.device, dtype=torch.float64),
-        ])
+        # five sums on the device, one small add; the sample counts are known here, on the host
+        stats = torch.stack([loss_d.detach().float(), torch.sigmoid(real_logits).sum(), torch.sigmoid(fake_logits).sum(),
+                             (real_logits > 0).sum().float(), (fake_logits > 0).sum().float()])
         self._acc_d += stats  # loss_d summed per D step; divided by the D step count at flush
+        self._counts[0] += real_logits.numel()
+        self._counts[1] += fake_logits.numel()
 
     @torch.no_grad()
     def record_g(self, loss_g: Tensor) -> None:
-        self._acc_g += torch.stack([loss_g.detach().double(), torch.ones((), device=self.device, dtype=torch.float64)])
+        self._acc_g += loss_g.detach()
+        self._counts[2] += 1
 
     def merge_ranks(self, shard) -> None:
         """On several ranks (a ``ganforge.engine.distributed.Shard``): sum every rank's statistics, so
@@ -86,6 +79,9 @@ class Monitor:
             return
         shard.all_reduce_sum(self._acc_d)
         shard.all_reduce_sum(self._acc_g)
+        counts = torch.tensor(self._counts, device=self.device, dtype=torch.float64)
+        shard.all_reduce_sum(counts)
+        self._counts = [int(n) for n in counts.tolist()]
         self._acc_d[0] /= shard.world  # loss_d: a sum of per-step means, divided by the D steps at flush
         # loss_g is divided by the summed count of G steps (world times the steps), so it is averaged already
 
@@ -96,10 +92,12 @@ class Monitor:
         ``augment_p``: the probability of D's input augmentations when they are on (logged as
         ``aug_p``, with r_t as ``ada_rt``); ``ada_target``: r_t's target when ADA steers p."""
         acc = dict(zip(_KEYS, self._acc_d.tolist()))
-        g_loss_sum, g_steps = self._acc_g.tolist()
+        g_loss_sum, (real_seen, fake_seen, g_steps) = self._acc_g.item(), self._counts
         self._acc_d.zero_()
         self._acc_g.zero_()
-        n_real, n_fake = max(acc["n_real"], 1.0), max(acc["n_fake"], 1.0)
+        self._counts = [0, 0, 0]
+        acc["fn"], acc["tn"] = real_seen - acc["tp"], fake_seen - acc["fp"]
+        n_real, n_fake = float(max(real_seen, 1)), float(max(fake_seen, 1))
         record = {
             "step": step,
             "loss_d": acc["loss_d"] / max(d_steps, 1),

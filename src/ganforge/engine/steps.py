@@ -11,7 +11,8 @@ log records read on a progress bar.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+import contextlib
+from typing import Any, Callable, ContextManager, Iterator, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -103,8 +104,17 @@ class StepLoop:
     def end(self) -> None:
         """Called after the last iteration of :meth:`run`."""
 
+    def threads(self) -> ContextManager:
+        """The CPU threads the steps run with (:func:`few_threads` for nets too small to share); a null
+        context keeps torch's setting."""
+        return contextlib.nullcontext()
+
     def run(self, progress: Callable[[int], None] | None = None) -> None:
         """Train to ``train.steps``; ``progress(step)`` is told after every step."""
+        with self.threads():
+            self._run(progress)
+
+    def _run(self, progress: Callable[[int], None] | None) -> None:
         t = self.t
         self.begin()
         while self.step < t.steps:
@@ -118,3 +128,14 @@ class StepLoop:
             if self.step % t.ckpt_every == 0 and self.step != t.steps:
                 self.callbacks.on_checkpoint(self.step)
         self.end()
+
+
+@contextlib.contextmanager
+def few_threads(threads: int = 1) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` for a block, then back to what it was."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(threads, before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
