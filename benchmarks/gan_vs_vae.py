@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=[*POINT_SETS, "mnist5k"],
                         help="ring8, grid25 (points) and image sets of 28x28 gray digits (mnist5k, mnist)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--point-steps", type=int, default=None, help="steps for points [default: the recipe's 6000]")
+    parser.add_argument("--point-steps", type=int, default=None, help="steps for points [default: the recipe's 20000]")
     parser.add_argument("--image-steps", type=int, default=None, help="steps for images [default: the recipe's 3000]")
     parser.add_argument("--eval-n", type=int, default=2500, help="generated images scored per image run")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
