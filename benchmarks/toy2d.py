@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -87,6 +88,8 @@ def spread(values: list[float], fmt: str) -> str:
         return "-"
     if len(values) == 1:
         return format(values[0], fmt)
+    if not all(math.isfinite(v) for v in values):  # a collapsed run's KL is inf (no high-quality sample)
+        return "inf"
     return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
 
 
@@ -130,7 +133,11 @@ def main() -> None:
     parser.add_argument("--textbook-seeds", type=int, default=None,
                         help="seeds for the textbook baseline (default: --seeds); it is a reference, not a target")
     parser.add_argument("--out", type=Path, default=Path("bench-out/toy2d.json"))
+    parser.add_argument("--load", type=Path, default=None, help="print the table of an earlier --out file, run nothing")
     args = parser.parse_args()
+    if args.load:
+        print(table(json.loads(args.load.read_text())))
+        return
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for data in args.sets:

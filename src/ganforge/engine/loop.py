@@ -34,10 +34,11 @@ from ganforge.engine.precision import Precision
 from ganforge.engine.steps import Callbacks, StepLoop, few_threads
 
 BATCH_DEPENDENT = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev)
-SMALL_STEP = 2e7
+SMALL_STEP = 5e6
 """Multiply-adds of one forward of G and D on a minibatch, below which a CPU step runs on one thread:
-a 2-D MLP step's matrices (128 x 128) are too small for two threads to share (measured: 2 threads
-take 10% longer and twice the CPU time; docs/BENCHMARKS.md)."""
+the points recipe's matrices (96 and 64 wide, batch 128: 3.7e6) are too small for two threads to
+share (measured: 1.84-1.87 ms a step on one thread, 1.86-2.59 ms on two at twice the CPU time;
+docs/BENCHMARKS.md). For 128-wide nets (8.7e6) two measurements disagreed, so they keep torch's setting."""
 DIVERSITY_N = 256
 EMA_RAMPUP = 0.1
 
