@@ -55,7 +55,7 @@ def fp16_on_cpu(monkeypatch):
     """fp16 autocast and a GradScaler on the CPU, which a user cannot ask for."""
     from ganforge.rundir import resolve as resolve_module
 
-    def resolve(setting, device):
+    def resolve(setting, device, nets=()):
         return "fp16" if setting == "fp16" else "off"
 
     monkeypatch.setattr(precision, "resolve_amp", resolve)
@@ -226,3 +226,24 @@ def test_an_fp16_run_stopped_by_a_full_disk_resumes_with_its_loss_scale(tmp_path
     b = ckpt.read_checkpoint(tmp_path / "stopped" / "checkpoints" / "step-00000040")[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert reference["precision"] == {"amp": "fp16", "compile": False}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_is_bf16_on_the_cpu_for_convolutional_nets_only_where_bf16_is_in_hardware(monkeypatch, native):
+    # measured (docs/BENCHMARKS.md): bf16 autocast makes the DCGAN step faster on a CPU with AVX512-BF16
+    # or AMX, slower for the points MLPs even there, and 4x slower where it is emulated (AVX2)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: native)
+    conv, mlp = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten()), nn.Sequential(nn.Linear(2, 4))
+    assert resolve_amp("auto", CPU, (mlp, conv)) == ("bf16" if native else "off")
+    assert resolve_amp("auto", CPU, (mlp,)) == "off"
+    assert resolve_amp("off", CPU, (conv,)) == "off" and resolve_amp("bf16", CPU, (mlp,)) == "bf16"
+    cfg = RunConfig()
+    for key, value in {"model.g_width": 8, "model.d_width": 8, "train.batch": 4}.items():
+        set_value(cfg, key, value)
+    players = build_players(cfg, "dcgan", 8, (1, 8, 8), CPU)
+    trainer = Trainer(cfg, players, torch.rand(16, 1, 8, 8) * 2 - 1, CPU, NullCallbacks())
+    assert trainer.precision.summary()["amp"] == ("bf16" if native else "off")
+
+
+def test_the_probe_of_native_bf16_answers_on_this_machine():
+    assert isinstance(precision.native_bf16_cpu(), bool)

@@ -1,10 +1,12 @@
 """Mixed precision and ``torch.compile`` for the loop, each on or off by what the device supports.
 
 ``train.amp``: ``auto`` is bf16 autocast on a CUDA device that supports bf16, fp16 autocast with a
-``GradScaler`` on older CUDA devices, and off on the CPU (whose results, random stream included,
-are then bit for bit those of a build without this module). ``bf16`` may be asked for on the CPU
-(CPU autocast; faster for the image nets on a CPU with AVX512-BF16 or AMX, 4x slower where it is
-emulated); ``fp16`` needs CUDA. Only the networks' forward passes run under autocast: their
+``GradScaler`` on older CUDA devices; on the CPU it is bf16 autocast for convolutional nets (the
+image nets) on a CPU with bf16 in hardware (AVX512-BF16 or AMX), where it was measured faster with
+no loss of quality (docs/BENCHMARKS.md), and off otherwise: the small MLPs of points are slower in
+bf16 even there, and an AVX2 CPU emulates it 4x slower. Off, results (random stream included) are
+bit for bit those of a build without this module. ``bf16`` may be asked for anywhere on the CPU;
+``fp16`` needs CUDA. Only the networks' forward passes run under autocast: their
 outputs are cast back to float32, so losses, penalties' norms and the optimisers work in float32.
 
 ``train.compile``: ``auto`` compiles G and D on CUDA when triton is installed, never on the CPU
@@ -32,12 +34,25 @@ COMPILE_BACKEND = "inductor"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def resolve_amp(setting: str, device: torch.device) -> str:
-    """``off``, ``bf16`` or ``fp16``: what ``train.amp`` means on ``device``; fp16 on the CPU is a UsageError."""
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has bf16 arithmetic in hardware (AVX512-BF16 or AMX), where CPU autocast is fast."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # pragma: no cover - a torch without the probes
+        return False
+
+
+def has_convolutions(nets: tuple[nn.Module, ...]) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for net in nets for m in net.modules())
+
+
+def resolve_amp(setting: str, device: torch.device, nets: tuple[nn.Module, ...] = ()) -> str:
+    """``off``, ``bf16`` or ``fp16``: what ``train.amp`` means on ``device`` for ``nets``; fp16 on the CPU
+    is a UsageError. ``auto`` on the CPU is bf16 for convolutional nets on a CPU with native bf16."""
     if setting == "auto":
-        if device.type != "cuda":
-            return "off"
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if device.type == "cpu" and has_convolutions(nets) and native_bf16_cpu() else "off"
     if setting == "fp16" and device.type != "cuda":
         raise UsageError(f"train.amp=fp16 needs a CUDA device, and this run trains on {device.type}; "
                          "use train.amp=bf16 (CPU autocast) or off")
@@ -65,7 +80,7 @@ class Precision:
     """
 
     def __init__(self, t: TrainConfig, device: torch.device, nets: tuple[nn.Module, ...] = ()) -> None:
-        self.amp = resolve_amp(t.amp, device)
+        self.amp = resolve_amp(t.amp, device, nets)
         self.compiled = resolve_compile(t.compile, device, nets)
         self.device_type = device.type
         # fp16's narrow range needs the loss scaled so small gradients do not underflow; bf16 has fp32's range
