@@ -1,16 +1,21 @@
 """Are the default `ganforge train digits` samples digits? An independent classifier's verdict.
 
-A support-vector classifier (scikit-learn's SVC, RBF kernel, Platt-scaled probabilities) is trained
+A multilayer perceptron (scikit-learn's MLPClassifier: 256 hidden units, softmax output) is trained
 on the 1,797 real 8x8 digits bundled with scikit-learn; each run's samples (``samples.npy``, uint8
 [N, 8, 8, 1]) are classified, and the table reports the share it reads with confidence p >= 0.9,
 the class shares of all samples (ten near-equal shares = no mode dropped), and the training time.
-The same classifier on held-out real digits gives the floor (5-fold, out-of-fold probabilities).
+The same classifier on held-out real digits gives the floor (5 stratified shuffled folds, out-of-fold
+probabilities): measured, 98.1% accuracy and 94% of real digits read with p >= 0.9. (An RBF SVC with
+Platt-scaled probabilities was used before: 98.8% accurate but confident on only 86% of real digits,
+too timid a judge for a 90% target.)
 
-    python benchmarks/digits_quality.py                          # defaults, 3 seeds
-    python benchmarks/digits_quality.py --seeds 1 --variants default bf16 --set train.steps=3000
+    python benchmarks/digits_quality.py --variants default dcgan dcgan-fp32    # 3 seeds each
+    python benchmarks/digits_quality.py --seeds 1 --variants default --set train.steps=3000
 
-Variants are whole `ganforge train digits` processes with extra settings (``bf16`` is CPU autocast,
-the quality check that must pass before ``train.amp=auto`` may choose it on CPUs with native bf16).
+Variants are whole `ganforge train digits` processes with extra settings: ``default`` is the digits
+set's own MLP recipe, ``dcgan`` the images recipe's DCGAN (``train.amp=auto``, bf16 autocast on a
+CPU with bf16 in hardware) and ``dcgan-fp32`` the same in float32: the quality check behind
+``train.amp=auto`` choosing bf16 for convolutional nets on such CPUs.
 """
 
 from __future__ import annotations
@@ -26,27 +31,39 @@ from pathlib import Path
 
 import numpy as np
 
-VARIANTS = {"default": [], "bf16": ["train.amp=bf16"]}
+VARIANTS = {
+    "default": [],  # the digits set's own recipe: an MLP pair (see ganforge.domains.images.sources.DIGITS_RECIPE)
+    "dcgan": ["model.net=dcgan"],  # the images recipe's DCGAN (the default before): train.amp=auto
+    "dcgan-fp32": ["model.net=dcgan", "train.amp=off"],  # the same in float32: auto's bf16 must not lose quality
+    "bf16": ["train.amp=bf16"],
+}
 CONFIDENT = 0.9
 
 
+def judge():
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, max_iter=1000, random_state=0)
+
+
 def classifier():
-    """The SVC on every real digit, pixels in [0, 1]."""
+    """The judge trained on every real digit, pixels in [0, 1]."""
     from sklearn.datasets import load_digits
-    from sklearn.svm import SVC
 
     digits = load_digits()
-    return SVC(probability=True, random_state=0).fit(digits.data / 16.0, digits.target), digits
+    return judge().fit(digits.data / 16.0, digits.target), digits
 
 
 def real_floor() -> dict[str, float]:
-    from sklearn.model_selection import cross_val_predict
-    from sklearn.svm import SVC
+    """The judge on real digits it did not train on: its accuracy and confident share."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    _, digits = classifier()
-    proba = cross_val_predict(SVC(probability=True, random_state=0), digits.data / 16.0, digits.target, cv=5,
-                              method="predict_proba")
-    return {"confident": float((proba.max(axis=1) >= CONFIDENT).mean())}
+    digits = load_digits()
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    proba = cross_val_predict(judge(), digits.data / 16.0, digits.target, cv=folds, method="predict_proba")
+    return {"confident": float((proba.max(axis=1) >= CONFIDENT).mean()),
+            "accuracy": float((proba.argmax(axis=1) == digits.target).mean())}
 
 
 def score(samples: np.ndarray, model) -> dict[str, float]:
@@ -72,7 +89,7 @@ def train(workdir: Path, variant: str, seed: int, extra: list[str]) -> tuple[np.
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["default", "dcgan", "dcgan-fp32"], choices=list(VARIANTS))
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     model, _ = classifier()
@@ -85,7 +102,8 @@ def main() -> None:
                 scores.append({**score(samples, model), **info})
                 print(f"{variant} seed {seed}: {scores[-1]}", file=sys.stderr)
             rows.append((variant, scores))
-    print(f"real digits (5-fold, same classifier): confident {real_floor()['confident']:.3f}")
+    floor = real_floor()
+    print(f"real digits (5 folds, same classifier): accuracy {floor['accuracy']:.3f}, confident {floor['confident']:.3f}")
     print("| variant | settings | confident (p >= 0.9) | smallest / largest class share | wall s (whole process) |")
     print("|---|---|---|---|---|")
     for variant, scores in rows:

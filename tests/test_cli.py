@@ -199,8 +199,9 @@ def test_sample_to_unsupported_suffix_writes_nothing(trained_run, cli, tmp_path)
 
 
 def test_dry_run_prints_the_config_that_would_train(cli):
-    # images get the DCGAN recipe for the keys left alone; the user's --set wins
-    proc = cli("train", "digits", "--dry-run", "--set", "train.lr_g=1e-3")
+    # images get the DCGAN recipe for the keys left alone (digits, whose own recipe is an MLP's, when
+    # the user names the DCGAN); the user's --set wins
+    proc = cli("train", "digits", "--dry-run", "--set", "train.lr_g=1e-3", "--set", "model.net=dcgan")
     assert proc.returncode == 0, proc.stderr
     cfg = json.loads(proc.stdout)
     assert cfg["model"]["net"] == "dcgan" and cfg["model"]["z_dim"] == 100
@@ -210,9 +211,10 @@ def test_dry_run_prints_the_config_that_would_train(cli):
 
 
 def test_gradient_penalty_on_images_gets_a_critic_without_batch_norm(cli):
-    cfg = json.loads(cli("train", "digits", "--dry-run", "--set", "train.loss=wgan-gp").stdout)
+    dcgan = ("--set", "model.net=dcgan")
+    cfg = json.loads(cli("train", "digits", "--dry-run", "--set", "train.loss=wgan-gp", *dcgan).stdout)
     assert cfg["model"]["d_norm"] == "layer"
-    proc = cli("train", "digits", "--dry-run", "--set", "train.loss=wgan-gp", "--set", "model.d_norm=batch")
+    proc = cli("train", "digits", "--dry-run", "--set", "train.loss=wgan-gp", "--set", "model.d_norm=batch", *dcgan)
     one_error_line(proc, "batch norm", "model.d_norm=layer")
 
 

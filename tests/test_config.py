@@ -78,3 +78,26 @@ def test_domain_recipe_fills_only_the_keys_the_user_left_alone(tmp_path):
     assert cfg.train.lr_g == 1e-3 and cfg.train.batch == 128 and cfg.model.g_norm == "layer"
     assert cfg.train.lr_d == 2e-4 and cfg.seed == 5
     assert "train.lr_d" not in cfg.explicit
+
+
+def test_digits_train_with_their_mlp_recipe_unless_the_user_names_another_net():
+    # 8x8 digits get the MLP recipe of their built-in set (docs/BENCHMARKS.md); a user who names
+    # another net gets that net with the images recipe, not an MLP's learning rates
+    from ganforge.rundir.resolve import resolve
+
+    def resolved(**settings):
+        cfg = RunConfig()
+        cfg.data.source = "digits"
+        for key, value in settings.items():
+            set_value(cfg, key.replace("__", "."), value)
+        resolve(cfg)
+        return cfg
+
+    mine = resolved()
+    assert (mine.model.net, mine.model.g_width, mine.model.d_norm, mine.train.lr_g) == ("mlp", 256, "none", 1e-3)
+    dcgan = resolved(model__net="dcgan")
+    assert (dcgan.model.net, dcgan.model.g_width, dcgan.model.d_norm, dcgan.train.lr_g) == ("dcgan", 64, "batch", 2e-4)
+    narrow = resolved(model__net="mlp", model__g_width="64")
+    assert (narrow.model.g_width, narrow.model.d_width, narrow.train.steps) == (64, 256, 20000)
+    conditional = resolved(data__task="class")
+    assert conditional.model.net == "dcgan"

@@ -52,8 +52,12 @@ def resolve(cfg: RunConfig) -> Dataset:
     domain = get_domain(dataset.domain)
     if cfg.data.task != "none" and dataset.cond is None:
         raise UsageError(f"data.task={cfg.data.task} is not available for {domain.name} data; use data.task=none")
-    # the domain's recipe, with the data set's own hints on top (e.g. a table's steps by its size)
-    apply_defaults(cfg, {**domain.defaults, **dataset.meta.get("defaults", {}), **family.defaults})
+    # the domain's recipe, with the data set's own hints on top (e.g. a table's steps by its size); hints
+    # that name a net are that net's recipe, for a user who did not ask for another one
+    hints = dataset.meta.get("defaults", {})
+    if "model.net" in hints and "model.net" in cfg.explicit and cfg.model.net != hints["model.net"]:
+        hints = {}
+    apply_defaults(cfg, {**domain.defaults, **hints, **family.defaults})
     family.configure(cfg, dataset)
     loss = get_loss(cfg.train.loss)
     if (loss.penalty == "gp" or cfg.train.r1_weight > 0) and cfg.model.d_norm == "batch":

@@ -177,6 +177,8 @@ class ImagesDomain(BaseDomain):
             dataset.cond, dataset.holdout_cond = train_src, test_src
             state["net_args"] = {"cond_shape": list(train_src.shape[1:])}
             dataset.meta["defaults"] = dict(IMAGE_TASK_DEFAULTS)
+        elif task == "none" and cfg.source in BUILTIN_IMAGES and BUILTIN_IMAGES[cfg.source].recipe:
+            dataset.meta["defaults"] = dict(BUILTIN_IMAGES[cfg.source].recipe)
         return dataset
 
     def decode(self, encoded: torch.Tensor, state: dict[str, Any]) -> np.ndarray:
