@@ -133,3 +133,11 @@ def test_d_ahead_streak_survives_a_checkpoint():
     again = Monitor(torch.device("cpu"), Alarms(d_ahead_patience=3))
     again.load_state(mon.state())
     assert len(ahead_warnings([interval(again, 3, 0.95, 0.95)])) == 1
+
+
+@pytest.mark.parametrize("r1_weight, advice", [(0.0, "an R1 penalty on real data (train.r1_weight, e.g. 0.1)"),
+                                               (0.1, "a stronger R1 penalty on real data (train.r1_weight, now 0.1)")])
+def test_the_advice_for_a_d_ahead_does_not_suggest_an_r1_penalty_that_is_on(r1_weight, advice):
+    mon = Monitor(torch.device("cpu"), r1_weight=r1_weight)
+    found = ahead_warnings([interval(mon, step, 0.95, 0.95) for step in range(1, 6)])
+    assert len(found) == 1 and advice in found[0]

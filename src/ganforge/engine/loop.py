@@ -185,7 +185,7 @@ class Trainer(StepLoop):
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
         # what D sees, real and fake, in both steps (train.augment; ADA's p is checkpointed in state())
         self.augment = Augment(self.t, tuple(data.shape[1:]), self.gen, shard)
-        self.monitor = Monitor(device)
+        self.monitor = Monitor(device, r1_weight=self.t.r1_weight)
         # Without batch-dependent layers, one D call on [real; fake] equals two separate calls, only faster.
         self.batch_dependent_D = any(isinstance(m, BATCH_DEPENDENT) for m in players.D.modules())
         self.step = 0

@@ -49,6 +49,8 @@ class Alarms:
 class Monitor:
     device: torch.device
     alarms: Alarms = field(default_factory=Alarms)
+    r1_weight: float = 0.0
+    """The run's R1 weight, so the advice for a D that is ahead does not suggest what is already on."""
 
     def __post_init__(self) -> None:
         self._acc_d = torch.zeros(len(_KEYS), device=self.device, dtype=torch.float64)
@@ -163,7 +165,7 @@ class Monitor:
             return []
         text = (f"D is ahead: it calls {r['acc_real']:.0%} of real and {r['acc_fake']:.0%} of generated samples right "
                 f"(r_t = E[sign D(x_real)] = {rt:.2f}) for {a.d_ahead_patience} log intervals, as when it memorises "
-                f"a small data set; {_d_ahead_advice(augment_p, ada_target is not None)}")
+                f"a small data set; {_d_ahead_advice(augment_p, ada_target is not None, self.r1_weight)}")
         self.warnings.append({"step": r["step"], "warning": text})
         return [text]
 
@@ -179,9 +181,10 @@ class Monitor:
         self.warnings = list(state.get("warnings", []))
 
 
-def _d_ahead_advice(augment_p: float | None, ada: bool) -> str:
-    slower_d = ("fewer or slower D steps (train.n_critic, train.lr_d), or an R1 penalty on real data "
-                "(train.r1_weight, e.g. 0.1)")
+def _d_ahead_advice(augment_p: float | None, ada: bool, r1_weight: float = 0.0) -> str:
+    r1 = (f"a stronger R1 penalty on real data (train.r1_weight, now {r1_weight:g})" if r1_weight > 0
+          else "an R1 penalty on real data (train.r1_weight, e.g. 0.1)")
+    slower_d = f"fewer or slower D steps (train.n_critic, train.lr_d), or {r1}"
     if augment_p is None:
         return f"try augmentation (train.augment=translation,cutout,color with train.ada=true), {slower_d}"
     if augment_p < 1 and not ada:
