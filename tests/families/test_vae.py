@@ -87,14 +87,16 @@ def test_resume_continues_exactly(ring_run, cli, tmp_path):
     assert steps == sorted(steps) and steps.count(60) == 2  # the log cut back to step 30, then continued
 
 
-def test_digits_vae_trains_samples_and_evaluates(cli, tmp_path):
+@pytest.mark.parametrize("net", ["dcgan", "mlp"])  # mlp: the digits set's own recipe, its encoder reads flat images
+def test_digits_vae_trains_samples_and_evaluates(cli, tmp_path, net):
     out = tmp_path / "digits"
+    named = ("model.net=dcgan",) if net == "dcgan" else ()
     proc = cli("train", "digits", "--out", str(out), "--steps", "20", "--quiet",
                *settings("model.g_width=16", "model.d_width=16", "train.batch=32", "train.ckpt_every=20",
-                         "train.snapshot_every=0"))
+                         "train.snapshot_every=0", *named))
     assert proc.returncode == 0, proc.stderr
     config = json.loads((out / "config.json").read_text())
-    assert config["model"]["net"] == "dcgan" and config["train"]["lr_g"] == 1e-3  # the VAE recipe over the DCGAN one
+    assert config["model"]["net"] == net and config["train"]["lr_g"] == 1e-3  # the VAE recipe over the net's
     proc = cli("eval", str(out), "--json", "--n", "100")
     assert proc.returncode == 0, proc.stderr
     assert "energy_distance" in json.loads(proc.stdout)

@@ -75,13 +75,15 @@ def kl_weight(step: int, steps: int) -> float:
 
 TRUNKS: dict[str, Callable[[nn.Module], nn.Module]] = {}
 """Net family -> the part of its D that the encoder keeps (everything up to the logit head)."""
+FLAT_INPUT = {"mlp"}
+"""Net families whose trunk reads each sample as one flat vector (an MLP on images or series)."""
 
 
 def register_trunk(net: str, trunk: Callable[[nn.Module], nn.Module]) -> None:
     TRUNKS[net] = trunk
 
 
-register_trunk("mlp", lambda D: D.features)  # [N, d_width]
+register_trunk("mlp", lambda D: D.features)  # [N, d_width]; it reads each sample flattened (FLAT_INPUT)
 register_trunk("dcgan", lambda D: D.stages[:-1])  # [N, d_width * 2^(k-1), h0, w0]
 
 
@@ -93,13 +95,14 @@ class Encoder(nn.Module):
     outputs instead of one logit.
     """
 
-    def __init__(self, trunk: nn.Module, feature_dim: int, z_dim: int) -> None:
+    def __init__(self, trunk: nn.Module, feature_dim: int, z_dim: int, flat_input: bool = False) -> None:
         super().__init__()
         self.trunk = trunk
         self.head = nn.Linear(feature_dim, 2 * z_dim)
+        self.flat_input = flat_input
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mu, logvar = self.head(self.trunk(x).flatten(1)).chunk(2, dim=1)
+        mu, logvar = self.head(self.trunk(x.flatten(1) if self.flat_input else x).flatten(1)).chunk(2, dim=1)
         return mu, logvar
 
 
@@ -153,10 +156,12 @@ def build_encoder(cfg: RunConfig, sample_shape: tuple[int, ...], device: torch.d
     enc_cfg.model.spectral_norm = enc_cfg.model.minibatch_stddev = False
     trunk = TRUNKS[net](build_discriminator(enc_cfg, net, sample_shape, torch.device("cpu"), net_args))
     was_training = trunk.training
+    flat = net in FLAT_INPUT
     with torch.no_grad():
-        feature_dim = trunk.eval()(torch.zeros(2, *sample_shape)).flatten(1).shape[1]
+        probe = torch.zeros(2, *sample_shape)
+        feature_dim = trunk.eval()(probe.flatten(1) if flat else probe).flatten(1).shape[1]
     trunk.train(was_training)
-    return Encoder(trunk, feature_dim, cfg.model.z_dim).to(device)
+    return Encoder(trunk, feature_dim, cfg.model.z_dim, flat).to(device)
 
 
 class VAE:
