@@ -31,7 +31,8 @@ from ganforge.nets.layers import MinibatchStdDev
 from ganforge.engine.distributed import Shard, data_parallel, sync_batch_norm
 from ganforge.engine.monitor import Monitor, diversity_ratio, grad_norm
 from ganforge.engine.precision import Precision
-from ganforge.engine.steps import Callbacks, StepLoop, few_threads
+from ganforge.engine.steps import Callbacks, StepLoop
+from ganforge.metrics.extractors import num_threads
 
 BATCH_DEPENDENT = (nn.modules.batchnorm._BatchNorm, MinibatchStdDev)
 SMALL_STEP = 5e6
@@ -355,11 +356,11 @@ class Trainer(StepLoop):
     def threads(self):
         """One CPU thread for fully connected nets whose step is too small to share (:data:`SMALL_STEP`)."""
         nets = (self.p.G, self.p.D)
-        linear = all(isinstance(m, (nn.Linear, nn.Embedding)) or not any(True for _ in m.parameters(recurse=False))
-                     or isinstance(m, (nn.LayerNorm, nn.BatchNorm1d)) for net in nets for m in net.modules())
+        linear = all(isinstance(m, (nn.Linear, nn.Embedding, nn.LayerNorm, nn.BatchNorm1d))
+                     or next(m.parameters(recurse=False), None) is None for net in nets for m in net.modules())
         macs = sum(p.numel() for net in nets for p in net.parameters()) * self.t.batch
         if self.device.type == "cpu" and linear and macs <= SMALL_STEP:
-            return few_threads(1)
+            return num_threads(1)
         return super().threads()
 
     # --- the loop (its cadence is StepLoop.run) ----------------------------------------------

@@ -12,7 +12,7 @@ log records read on a progress bar.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, ContextManager, Iterator, Protocol
+from typing import Any, Callable, ContextManager, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -105,8 +105,8 @@ class StepLoop:
         """Called after the last iteration of :meth:`run`."""
 
     def threads(self) -> ContextManager:
-        """The CPU threads the steps run with (:func:`few_threads` for nets too small to share); a null
-        context keeps torch's setting."""
+        """The CPU threads the steps run with (e.g. one for nets too small to share, see
+        ``Trainer.threads``); a null context keeps torch's setting."""
         return contextlib.nullcontext()
 
     def run(self, progress: Callable[[int], None] | None = None) -> None:
@@ -129,13 +129,3 @@ class StepLoop:
                 self.callbacks.on_checkpoint(self.step)
         self.end()
 
-
-@contextlib.contextmanager
-def few_threads(threads: int = 1) -> Iterator[None]:
-    """``torch.set_num_threads(threads)`` for a block, then back to what it was."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(threads, before))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

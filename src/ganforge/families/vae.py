@@ -75,15 +75,17 @@ def kl_weight(step: int, steps: int) -> float:
 
 TRUNKS: dict[str, Callable[[nn.Module], nn.Module]] = {}
 """Net family -> the part of its D that the encoder keeps (everything up to the logit head)."""
-FLAT_INPUT = {"mlp"}
+FLAT_INPUT: set[str] = set()
 """Net families whose trunk reads each sample as one flat vector (an MLP on images or series)."""
 
 
-def register_trunk(net: str, trunk: Callable[[nn.Module], nn.Module]) -> None:
+def register_trunk(net: str, trunk: Callable[[nn.Module], nn.Module], flat_input: bool = False) -> None:
     TRUNKS[net] = trunk
+    if flat_input:
+        FLAT_INPUT.add(net)
 
 
-register_trunk("mlp", lambda D: D.features)  # [N, d_width]; it reads each sample flattened (FLAT_INPUT)
+register_trunk("mlp", lambda D: D.features, flat_input=True)  # [N, d_width]
 register_trunk("dcgan", lambda D: D.stages[:-1])  # [N, d_width * 2^(k-1), h0, w0]
 
 
