@@ -13,9 +13,10 @@ before the first start. Each start is measured:
 - ``of which anonymous``: the largest anonymous resident memory (``RssAnon``, sampled every 50 ms from
   ``/proc``), i.e. the peak without the file-backed pages of the memory-mapped cache, which are clean
   and which the kernel drops under memory pressure;
-- ``peak RSS of the run``: after its first step the child reads every training row once through
-  the data set's batch transform, as an epoch of training does, so every page of the
-  memory-mapped cache is resident (the most a long run holds); then it finishes a 2-step run (a
+- ``peak RSS of the run``: after its first step the child reads every training row once, a
+  minibatch at a time through the data set's batch transform, as an epoch of training does (so
+  every page of the memory-mapped cache has been touched; the images domain hands the pages back
+  every 64 minibatches); then it finishes a 2-step run (a
   checkpoint, the final evaluation against the hold-out, samples, the summary). This is its
   ``ru_maxrss`` from ``os.wait4``, which also covers the decode workers it waited for.
 
@@ -97,10 +98,10 @@ def child(folder: str, out: str) -> None:
         iteration(self)
         if self.step == 1:
             print(f"first-step {time.monotonic():.3f} {vm_hwm()}", flush=True)
-            with torch.no_grad():
-                for start in range(0, len(self.data), 4096):
-                    rows = self.data[start:start + 4096]
-                    self.batch_transform(rows) if self.batch_transform is not None else rows.clone()
+            with torch.no_grad():  # an epoch's reads: every row once, a minibatch at a time, as training does
+                for start in range(0, len(self.data), self.t.batch):
+                    rows = self.data[start:start + self.t.batch].clone()
+                    self.batch_transform(rows) if self.batch_transform is not None else rows
 
     Trainer.iteration = first_step
     ganforge.train(folder, out=out, settings={"train.steps": 2}, progress=False)

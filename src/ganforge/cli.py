@@ -183,7 +183,7 @@ def interpolate(run_dir, out, pairs, steps, mode, seed, truncation) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--features", default=None, help="Images: also FID, KID and precision/recall on this extractor's "
-              "features (digits-cnn or inception).")
+              "features (digits-cnn, inception or inception-fp32).")
 @click.option("--protocol", type=click.Choice(["fast", "full"]), default=None,
               help="Series and tables: 'full' is the papers' protocol (TimeGAN's 10 repeats, minutes; gradient-boosted "
                    "detection), 'fast' costs seconds [default: the run's data.eval_protocol, fast unless set].")
@@ -206,8 +206,8 @@ def evaluate(run_dir, n, seed, as_json, features, protocol) -> None:
 @click.argument("a")
 @click.argument("b")
 @click.option("--features", default="inception", show_default=True,
-              help="Feature network: inception (the TF FID Inception-v3; any image size) or digits-cnn (28x28 gray "
-                   "digits).")
+              help="Feature network: inception (the TF FID Inception-v3; any image size; bf16 on a CPU with native "
+                   "bf16), inception-fp32 (the same in float32 everywhere) or digits-cnn (28x28 gray digits).")
 @click.option("--n", "n", type=int, default=None, help="Images a side: a run draws N samples [default: as many as the "
               "other side holds, at most 10,000]; a folder or file holding more uses a fixed random N [default: all].")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of a run's latents and of KID's subsets.")

@@ -17,6 +17,7 @@ from ganforge.engine.augment import OPS, Augment, brightness, check_augment, con
 from ganforge.engine.loop import Trainer, build_players
 from ganforge.engine.steps import NullCallbacks
 from ganforge.errors import UsageError
+from ganforge.families import get_family
 from ganforge.rundir.report import read_run, render
 from ganforge.rundir.session import train
 
@@ -246,6 +247,8 @@ def test_resume_with_ada_is_exact(tmp_path):
     assert len(p) == 8 and p[4] > 0  # p moved before the checkpoint
     page = render([read_run(out)])
     assert '<section id="augment">' in page and "r_t = E[sign D(x_real)]" in page  # the report draws p and r_t
+    last = json.loads((out / "summary.json").read_text())["last_log"]
+    assert f"augment    p {p[-1]:.3f}   r_t {last['ada_rt']:.3f}" in "\n".join(get_family("gan").summary_lines(last))
     again = tmp_path / "again"
     shutil.copytree(out, again)
     shutil.rmtree(again / "checkpoints" / "step-00000008")

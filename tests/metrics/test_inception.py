@@ -52,7 +52,7 @@ def test_resize_is_tf1_legacy_bilinear(shape, size):
 def inception():
     from ganforge.metrics.extractors import get_extractor
 
-    return get_extractor("inception")
+    return get_extractor("inception-fp32")  # the published float32 network, bit for bit
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,36 @@ def test_features_shape_determinism_and_batching(inception, digits):
     np.testing.assert_allclose(inception(np.repeat(digits[:2], 3, axis=3)), features[:2], rtol=1e-4, atol=1e-4)
     within = np.linalg.norm(features[0] - features[1])
     assert within < np.linalg.norm(features[:4].mean(0) - features[4:].mean(0))
+
+
+@needs_weights
+def test_inception_runs_in_bf16_only_where_the_cpu_has_it_and_says_so_in_its_id(monkeypatch, inception):
+    from ganforge.errors import UsageError
+    from ganforge.metrics import extractors
+
+    for native in (False, True):
+        monkeypatch.setattr(extractors, "native_bf16_cpu", lambda: native)
+        auto = extractors.InceptionFeatures(device="cpu")
+        assert auto.bf16 is native
+        assert auto.id == inception.id + ("-bf16" if native else "")  # the cached statistics never mix
+    assert extractors.InceptionFeatures(device="cpu", precision="fp32").id == inception.id
+    assert not inception.bf16 and inception.id == extractors.InceptionFeatures(device="cpu", precision="bf16").id[:-5]
+    with pytest.raises(UsageError, match="choose auto, fp32 or bf16"):
+        extractors.InceptionFeatures(device="cpu", precision="fp16")
+
+
+@needs_weights
+def test_bf16_features_stay_near_the_float32_ones(inception, digits):
+    from ganforge.metrics.extractors import InceptionFeatures, native_bf16_cpu
+
+    if not native_bf16_cpu():
+        pytest.skip("bf16 autocast is emulated on a CPU without native bf16 (~50x slower): minutes for 8 images")
+    exact, fast = inception(digits), InceptionFeatures(device="cpu", precision="bf16")(digits)
+    relative = np.linalg.norm(fast - exact, axis=1) / np.linalg.norm(exact, axis=1)
+    assert relative.max() < 0.3  # measured 0.10-0.18 (docs/BENCHMARKS.md: what that does to FIDs)
+    # still far closer to its own image than to any other
+    distances = np.linalg.norm(fast[:, None] - exact[None], axis=2)
+    assert (distances.argmin(axis=1) == np.arange(len(digits))).all()
 
 
 @needs_weights

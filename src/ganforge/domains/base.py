@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 import torch
@@ -109,6 +109,11 @@ class Domain(Protocol):
     def decode(self, encoded: torch.Tensor, state: dict[str, Any]) -> Any:
         """Encoded samples ``[N, *sample_shape]`` to the user's space."""
 
+    def decode_parts(self, parts: Iterable[torch.Tensor], state: dict[str, Any]) -> Any:
+        """What :meth:`decode` makes of the encoded samples ``parts`` joined in order (G's output
+        chunk by chunk); a domain whose decoding goes row by row may decode each part as it comes,
+        so that the encoded whole never exists at once."""
+
     def conditions(self, run: RunView, n: int, labels: Any = None, cond: torch.Tensor | None = None,
                    dataset: Dataset | None = None) -> torch.Tensor | None:
         """The ``n`` conditions G is given when sampling ``run`` (None for an unconditional run)."""
@@ -170,6 +175,10 @@ class BaseDomain:
     windows = False
     summary_keys: tuple[str, ...] = DISTANCE_KEYS
     headline: tuple[str, ...] = ("energy_distance", "precision", "recall")
+
+    def decode_parts(self, parts: Iterable[torch.Tensor], state: dict[str, Any]) -> Any:
+        """:meth:`decode` of the parts joined (a domain that decodes row by row may do better)."""
+        return self.decode(torch.cat(list(parts)), state)
 
     def conditions(self, run: RunView, n: int, labels: Any = None, cond: torch.Tensor | None = None,
                    dataset: Dataset | None = None) -> torch.Tensor | None:

@@ -27,19 +27,12 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.errors import UsageError
+from ganforge.metrics.extractors import native_bf16_cpu  # noqa: F401  (patched by the tests here)
 
 COMPILE_BACKEND = "inductor"
 """What ``torch.compile`` uses; the tests set ``"eager"`` (no code generation) to run the path on the CPU."""
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def native_bf16_cpu() -> bool:
-    """Whether this CPU has bf16 arithmetic in hardware (AVX512-BF16 or AMX), where CPU autocast is fast."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # pragma: no cover - a torch without the probes
-        return False
 
 
 def has_convolutions(nets: tuple[nn.Module, ...]) -> bool:

@@ -35,7 +35,8 @@ class GAN:
                        shard=shard, batch_transform=dataset.batch_transform)
 
     def summary_lines(self, last: dict[str, Any]) -> list[str]:
-        """D's loss and verdicts, G's loss and diversity, and D's confusion matrix."""
+        """D's loss and verdicts, G's loss and diversity, D's confusion matrix, and with D's input
+        augmentations on their probability p and ADA's overfitting signal r_t."""
         if "loss_d" not in last:
             return []
         conf = last["confusion"]
@@ -44,7 +45,8 @@ class GAN:
             f"acc real {last['acc_real']:.3f} / fake {last['acc_fake']:.3f}",
             f"G          loss {last['loss_g']:.3f}   diversity {last['diversity']:.2f} of the data's",
             f"confusion  TP {conf['tp']:.3f}  FN {conf['fn']:.3f}  FP {conf['fp']:.3f}  TN {conf['tn']:.3f}  (real = positive)",
-        ]
+        ] + ([f"augment    p {last['aug_p']:.3f}   r_t {last['ada_rt']:.3f}   (D's augmentations; r_t = E[sign D(x)])"]
+             if "aug_p" in last else [])
 
 
 register_family(GAN())

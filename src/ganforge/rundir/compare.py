@@ -9,7 +9,8 @@ Each side is one of:
 
 Both sides must hold images of one size and number of channels. The features are those of an
 extractor of :mod:`ganforge.metrics.extractors` (``inception``: the TF FID Inception-v3 pool3,
-any size; ``digits-cnn``: 28x28 gray digits); the features and statistics of a folder, file or
+any size, in bf16 on a CPU with native bf16; ``inception-fp32``: the same in float32 everywhere;
+``digits-cnn``: 28x28 gray digits); the features and statistics of a folder, file or
 array side come from the on-disk cache of :mod:`ganforge.metrics.cache` (keyed by the extractor
 and the SHA-256 of the exact images) when it holds them, so comparing against one real set again
 extracts only the other side. Generated samples are never cached.

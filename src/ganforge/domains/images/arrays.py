@@ -42,6 +42,9 @@ class ImageSet:
     so the fixed-seed hold-out split with that seed is two slices: views, not copies."""
     fingerprint: str | None = None
     """``sha256:...`` of the raw files, when the loader computed it while reading them (folders)."""
+    release_pages: Callable[[], None] | None = None
+    """For pixels memory-mapped from the decode cache: drops the mapping's resident pages (see
+    ``cache.page_releaser``); None for pixels in memory."""
 
     def __post_init__(self) -> None:
         if self.pixels.is_floating_point():
@@ -65,6 +68,28 @@ def encode_pixels(pixels: torch.Tensor) -> torch.Tensor:
     (and the runs) are the same as then, and deterministic.
     """
     return pixels.to(torch.float32).div_(255.0).mul_(2.0).sub_(1.0)
+
+
+RELEASE_EVERY = 64
+"""Minibatches between two drops of a memory-mapped data set's resident pages: at batch 64 of 64x64
+colour images at most ~50 MB of the mapping stays resident, against all of it after an epoch."""
+
+
+class PixelEncoder:
+    """:func:`encode_pixels` as the ``Dataset.batch_transform`` of pixels memory-mapped from the decode
+    cache, which also calls ``release`` (the mapping's ``cache.page_releaser``) every ``every`` calls,
+    so that the pages training has read do not pile up in the process's resident memory. The values
+    are those of :func:`encode_pixels`: the rows arrive already gathered, and a dropped page reads
+    back the same bytes."""
+
+    def __init__(self, release: Callable[[], None], every: int | None = None) -> None:
+        self.release, self.every, self.calls = release, every or RELEASE_EVERY, 0
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls % self.every == 0:
+            self.release()
+        return encode_pixels(pixels)
 
 
 def encoded_to_pixels(encoded: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch
 
 from ganforge.domains.images.arrays import (ImageSet, Layout, Resample, check_channels, parse_size, prepare_pixels,
                                             sixteen_to_eight, to_pixels)
-from ganforge.domains.images.cache import decode_folder, tree_digest
+from ganforge.domains.images.cache import decode_folder, page_releaser, tree_digest
 from ganforge.errors import UsageError
 from ganforge.io import file_sha256, package_file
 
@@ -195,7 +195,7 @@ def load_image_folder(root: str | Path, channels: int | None = None, size: int |
         labels = np.array([index[files[i].relative_to(root).parts[0]] for i in folder.rows], dtype=np.int64)
     skipped = [str(files[i]) for i, _ in folder.skipped]
     return ImageSet(torch.from_numpy(folder.pixels), labels, class_names, skipped, shuffle_seed,
-                    "sha256:" + folder.fingerprint)
+                    "sha256:" + folder.fingerprint, page_releaser(folder.pixels))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,8 +112,10 @@ def split_holdout(images: ImageSet, fraction: float) -> tuple[ImageSet, ImageSet
 
     def subset(index: slice | np.ndarray) -> ImageSet:
         labels = images.labels[index] if images.labels is not None else None
-        pixels = images.pixels[index] if isinstance(index, slice) else images.pixels[torch.from_numpy(index)]
-        return ImageSet(pixels, labels, images.class_names, images.skipped)
+        if isinstance(index, slice):  # a view: still the memory-mapped cache, where there is one
+            return ImageSet(images.pixels[index], labels, images.class_names, images.skipped,
+                            release_pages=images.release_pages)
+        return ImageSet(images.pixels[torch.from_numpy(index)], labels, images.class_names, images.skipped)
 
     return subset(keep), subset(hold)
 
