@@ -27,7 +27,7 @@ from torch import nn
 
 from ganforge.config import TrainConfig
 from ganforge.errors import UsageError
-from ganforge.metrics.extractors import native_bf16_cpu  # noqa: F401  (patched by the tests here)
+from ganforge.metrics.extractors import native_bf16_cpu  # shared with the Inception extractor, which looks it up there
 
 COMPILE_BACKEND = "inductor"
 """What ``torch.compile`` uses; the tests set ``"eager"`` (no code generation) to run the path on the CPU."""

@@ -44,7 +44,8 @@ class ImageSet:
     """``sha256:...`` of the raw files, when the loader computed it while reading them (folders)."""
     release_pages: Callable[[], None] | None = None
     """For pixels memory-mapped from the decode cache: drops the mapping's resident pages (see
-    ``cache.page_releaser``); None for pixels in memory."""
+    ``cache.page_releaser``); None for pixels in memory. Such pixels are read-only in practice: a
+    row written in place would read the file's bytes again after a release."""
 
     def __post_init__(self) -> None:
         if self.pixels.is_floating_point():

@@ -84,8 +84,9 @@ class DecodedFolder:
     """The pixels of a folder's files, and which file each row holds."""
 
     pixels: np.ndarray
-    """uint8 ``[M, C, H, W]``, memory-mapped from the cache (copy-on-write: writes stay in memory;
-    :func:`page_releaser` gives back its resident pages), or in memory without a cache."""
+    """uint8 ``[M, C, H, W]``, memory-mapped from the cache, or in memory without a cache. The map
+    is copy-on-write, but treat it as read-only: :func:`page_releaser` gives its resident pages back,
+    and a page written in memory would read the file's bytes again afterwards."""
     rows: np.ndarray
     """int64 ``[M]``: the index, in the list of files, of the file each row holds."""
     skipped: list[tuple[int, str]]
