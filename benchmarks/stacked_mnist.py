@@ -114,28 +114,34 @@ def score(run_dir: str, real) -> dict:
 
     t0 = time.perf_counter()
     ev = Run(run_dir).evaluate(EVAL_N, seed=0, dataset=real)
-    keys = ("modes", "modes_total", "reverse_kl", "digit_confidence", "modes_real_floor", "reverse_kl_real_floor",
+    keys = ("modes", "modes_total", "reverse_kl", "reverse_kl_digits", "reverse_kl_dependence", "digit_share_min",
+            "digit_share_max", "digit_confidence", "modes_real_floor", "reverse_kl_real_floor",
+            "reverse_kl_dependence_real_floor",
             "mode_classifier")
     return {**{k: ev[k] for k in keys}, "eval_seconds": time.perf_counter() - t0}
 
 
 def table(results: list[dict], minutes: float | None) -> str:
-    rows = ["| variant | settings | steps x batch | train min | modes (of 1000) | reverse KL | digit confidence | "
-            "meets target |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| variant | settings | steps x batch | train min | modes (of 1000) | reverse KL | of which: uneven digits / "
+            "dependence | digit shares (min-max) | digit confidence | meets target |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         settings = " ".join(f"`{kv}`" for kv in r["settings"] if not kv.startswith("data.n=")) or "(none)"
         if "failed" in r:
-            rows.append(f"| {r['variant']} | {settings} | {r['steps']} | - | failed: {r['failed']} | | | no |")
+            rows.append(f"| {r['variant']} | {settings} | {r['steps']} | - | failed: {r['failed']} | | | | | no |")
             continue
         in_time = minutes is None or r["train_seconds"] <= 60 * minutes
         meets = r["modes"] >= TARGET_MODES and r["reverse_kl"] <= TARGET_KL and in_time
         rows.append(f"| {r['variant']} (seed {r['seed']}) | {settings} | {r['steps']} x {r['batch']} | "
-                    f"{r['train_seconds'] / 60:.1f} | {r['modes']} | {r['reverse_kl']:.3f} | {r['digit_confidence']:.3f} | "
+                    f"{r['train_seconds'] / 60:.1f} | {r['modes']} | {r['reverse_kl']:.3f} | "
+                    f"{r['reverse_kl_digits']:.3f} / {r['reverse_kl_dependence']:.3f} | "
+                    f"{r['digit_share_min']:.3f}-{r['digit_share_max']:.3f} | {r['digit_confidence']:.3f} | "
                     f"{'yes' if meets else 'no'} |")
-    floors = {(r["modes_real_floor"], round(r["reverse_kl_real_floor"], 4)) for r in results if "failed" not in r}
-    for modes, kl in sorted(floors):
+    floors = {(r["modes_real_floor"], round(r["reverse_kl_real_floor"], 4), round(r["reverse_kl_dependence_real_floor"], 4))
+              for r in results if "failed" not in r}
+    for modes, kl, dependence in sorted(floors):
         rows.append(f"\nReal images (26,000 held-out stacks of MNIST test digits, same classifier): "
-                    f"{modes} modes, reverse KL {kl:.3f}.")
+                    f"{modes} modes, reverse KL {kl:.3f} (dependence {dependence:.3f}).")
     return "\n".join(rows)
 
 

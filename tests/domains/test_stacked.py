@@ -41,6 +41,23 @@ def test_kl_of_an_uneven_histogram_matches_the_definition():
     assert stacked_modes(np.array([[1, 0]] * 2 + [[0, 1]] * 2), classes=2)["modes_total"] == 4  # K and classes are free
 
 
+def test_the_kl_splits_into_uneven_digits_and_dependence_between_channels():
+    rng = np.random.default_rng(0)
+    # independent channels with uneven digits: all of the KL is the digits' (the dependence only sampling's)
+    uneven = np.stack([rng.choice(10, 200_000, p=[0.19] + [0.09] * 9) for _ in range(3)], axis=1)
+    scores = stacked_modes(uneven)
+    one = 0.19 * math.log(1.9) + 9 * 0.09 * math.log(0.9)
+    assert scores["reverse_kl_digits"] == pytest.approx(3 * one, rel=0.02)
+    assert scores["reverse_kl_dependence"] < 0.005  # (1000 - 1 - 27) / 400,000 = 0.0024 from sampling
+    assert scores["digit_shares"].shape == (3, 10) and scores["digit_shares"][:, 0] == pytest.approx([0.19] * 3, abs=0.005)
+    # even digits, but G and B copy R: only 10 modes, and all of the KL is dependence
+    copied = np.repeat(rng.integers(0, 10, 50_000)[:, None], 3, axis=1)
+    scores = stacked_modes(copied)
+    assert scores["modes"] == 10 and scores["reverse_kl_digits"] < 0.001
+    assert scores["reverse_kl_dependence"] == pytest.approx(math.log(100), rel=0.01)
+    assert scores["reverse_kl_digits"] + scores["reverse_kl_dependence"] == pytest.approx(scores["reverse_kl"])
+
+
 @pytest.mark.parametrize("bad", [np.zeros(5, dtype=int), np.array([[0, 10, 1]]), np.array([[0.5, 1, 1]]),
                                  np.zeros((0, 3), dtype=int)])
 def test_bad_predictions_are_refused(bad):

@@ -91,7 +91,10 @@ def stacked_scores(fake: np.ndarray, real: np.ndarray) -> dict[str, Any]:
     """Mode scores of generated images ``fake: uint8 [N, 28, 28, 3]``, and the same for
     ``min(N, len(real))`` real ones as the floor a perfect generator would score.
 
-    Keys: ``modes`` (of ``modes_total`` = 1000) and ``reverse_kl`` of ``fake``;
+    Keys: ``modes`` (of ``modes_total`` = 1000) and ``reverse_kl`` of ``fake``, and the KL's two
+    parts (``reverse_kl_digits``: digits uneven within channels; ``reverse_kl_dependence``: channels
+    drawn together; see ``stacked_modes``), and ``digit_share_min`` / ``digit_share_max``: the
+    rarest and the most common digit's share in any channel (0.1 each for even digits);
     ``digit_confidence``, the classifier's mean probability for the digits it read in ``fake``
     (real stacks of MNIST training digits score 0.9998); ``modes_real_floor`` and
     ``reverse_kl_real_floor`` of the real images; ``mode_classifier``, the classifier's id.
@@ -105,8 +108,13 @@ def stacked_scores(fake: np.ndarray, real: np.ndarray) -> dict[str, Any]:
         "modes": scores["modes"],
         "modes_total": scores["modes_total"],
         "reverse_kl": scores["reverse_kl"],
+        "reverse_kl_digits": scores["reverse_kl_digits"],
+        "reverse_kl_dependence": scores["reverse_kl_dependence"],
+        "digit_share_min": float(scores["digit_shares"].min()),
+        "digit_share_max": float(scores["digit_shares"].max()),
         "digit_confidence": float(confidence.mean()),
         "modes_real_floor": floor["modes"],
         "reverse_kl_real_floor": floor["reverse_kl"],
+        "reverse_kl_dependence_real_floor": floor["reverse_kl_dependence"],
         "mode_classifier": get_extractor("digits-cnn").id,
     }
