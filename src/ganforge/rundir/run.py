@@ -148,11 +148,11 @@ class Run:
         device = next(G.parameters()).device
         z = torch.cat([latents(1, self.config.model.z_dim, s, truncation, device) for s in seeds])
         if c is None:
-            encoded = [G(z[k:k + 1]) for k in range(len(seeds))]
+            encoded = (G(z[k:k + 1]) for k in range(len(seeds)))
         else:
             c = c.to(device)
-            encoded = [G(z[k:k + 1], c[k:k + 1]) for k in range(len(seeds))]
-        return self.domain.decode(torch.cat(encoded), self.data_state)
+            encoded = (G(z[k:k + 1], c[k:k + 1]) for k in range(len(seeds)))
+        return self.domain.decode_parts(encoded, self.data_state)
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor, G: nn.Module | None = None, c: torch.Tensor | None = None) -> np.ndarray:
