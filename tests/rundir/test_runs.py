@@ -241,3 +241,20 @@ def test_missing_tensorboard_is_one_line_and_exit_2_before_training(sweep, tmp_p
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("ganforge: error: train.tensorboard needs the tensorboard package") and \
         "pip install tensorboard" in lines[0]
+
+
+def test_fid_rows_name_their_feature_extractor(tmp_path, capsys):
+    """Two image runs scored on different features: each row says which, and the table puts it beside the FID."""
+    for name, extractor, fid in (("a", "inception-3e9f-bf16", 7.4), ("b", "digits-cnn-2063", 354.0)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"data": {"source": "mnist", "domain": "images"},
+                                                     "model": {"family": "gan"}, "train": {"loss": "ns", "steps": 10}}))
+        (run / "summary.json").write_text(json.dumps({"status": "finished", "steps": 10, "seconds": 1.0, "eval": {
+            "fid": fid, "kid": 0.01, "fid_real_floor": 2.5, "extractor": extractor, "energy_distance": 0.1}}))
+    rows = {row["name"]: row for row in list_runs(tmp_path)}
+    assert (rows["a"]["features"], rows["b"]["features"]) == ("inception-3e9f-bf16", "digits-cnn-2063")
+    columns = default_columns(list(rows.values()), 200)
+    assert columns.index("features") == columns.index("fid") - 1
+    assert main(["runs", str(tmp_path)]) == 0
+    assert "inception-3e9f-bf16" in capsys.readouterr().out

@@ -12,6 +12,8 @@ run directory holds, without loading networks or data:
 - ``seconds`` in all (the summary's, else the last record's elapsed time), ``train_seconds`` of the
   training loop and ``eval_seconds`` of the final evaluation (summaries that split them; the table's
   ``train`` column falls back to ``seconds`` for older ones);
+- ``features``: the id of the feature extractor the FID, KID and PRDC were computed with (scores on
+  different extractors, or Inception in bf16 and in float32, do not compare; the table puts it beside ``fid``);
 - the final metrics: every numeric score of the summary's evaluation, or for a run without a
   summary its last evaluation record, each its own key (``modes``, ``energy_distance``, ...). The
   table shows first the headline scores each domain names (``Domain.headline``: points' modes,
@@ -55,6 +57,7 @@ MAX_METRIC_COLUMNS = 8
 METRIC_WIDTH = 10
 # sorted ascending by default: lower is better (distances, divergences, losses, time); else descending
 LOWER_IS_BETTER = re.compile(r"distance|kl|fid|kid|mmd|l1|loss|seconds|time|auc|discriminative|predictive")
+FEATURES = "features"  # the feature extractor's id of a run's FID/KID/PRDC (``--features``), e.g. inception-...-bf16
 ALIASES = {"time": "seconds", "train": "train_seconds", "eval": "eval_seconds"}
 
 
@@ -137,6 +140,8 @@ def read_row(path: Path, folder: Path) -> dict[str, Any]:
     for key, value in evaluation.items():
         if _is_number(value):
             row[f"eval.{key}" if key in BASE else key] = value
+    if isinstance(evaluation.get("extractor"), str):  # which features the FID, KID and PRDC were computed on
+        row[FEATURES] = evaluation["extractor"]
     row["error"] = "; ".join(problems) or None
     return row
 
@@ -179,6 +184,9 @@ def default_columns(rows: Sequence[dict[str, Any]], width: int) -> list[str]:
     headline = [keys[i] for i in range(max(map(len, lists), default=0)) for keys in lists if i < len(keys)]
     common = [k for k in present if k not in QUIET_METRICS and not k.endswith(QUIET_SUFFIXES)]
     keys = [k for k in dict.fromkeys(headline + common) if k in present]
+    if FEATURES in keys and "fid" in keys:  # the extractor beside the FID: scores on different features never compare
+        keys.remove(FEATURES)
+        keys.insert(keys.index("fid"), FEATURES)
     room = width - sum(_base_widths(rows).values()) - 2 * len(TABLE_BASE)
     chosen: list[str] = []
     for key in keys[:MAX_METRIC_COLUMNS]:
