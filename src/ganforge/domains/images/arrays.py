@@ -83,8 +83,10 @@ class PixelEncoder:
     are those of :func:`encode_pixels`: the rows arrive already gathered, and a dropped page reads
     back the same bytes."""
 
-    def __init__(self, release: Callable[[], None], every: int | None = None) -> None:
-        self.release, self.every, self.calls = release, every or RELEASE_EVERY, 0
+    def __init__(self, release: Callable[[], None], every: int = RELEASE_EVERY) -> None:
+        if every < 1:
+            raise ValueError(f"PixelEncoder: every must be a positive number of calls, got {every}")
+        self.release, self.every, self.calls = release, every, 0
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         self.calls += 1
