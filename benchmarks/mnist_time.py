@@ -11,13 +11,17 @@ default: fast; ``inception`` for the standard FID if installed); the real-vs-rea
 N is printed too. Training time excludes evaluation.
 
 On a shared machine the clock is not a fair budget. ``--rate SIDE=STEPS_PER_S`` turns each budget
-into a number of steps (minutes x 60 x rate), with the rate measured beforehand on a quiet machine
-(``benchmarks/throughput.py`` prints it): training then stops at the step count a quiet 2-core
-machine reaches in that many minutes, whatever else runs beside it. ``--save DIR`` keeps every
+into a number of steps (minutes x 60 x rate), with the rate measured beforehand on a quiet machine:
+training then stops at the step count a quiet 2-core machine reaches in that many minutes, whatever
+else runs beside it. ``--measure-only`` measures that rate: the side's own loop (this script's
+``train_for``, with the ``--set`` settings) for ``--measure-steps`` steps after a warm-up, at
+``--threads``. (``benchmarks/throughput.py``'s short rounds of the default step measured 15% more
+steps a second than an hour of this loop sustained, so measure the loop itself.) ``--save DIR`` keeps every
 snapshot and ``--load DIR`` scores saved snapshots again (another extractor, another N) without
 training.
 
     python benchmarks/mnist_time.py --minutes 10 30 --sides ganforge textbook
+    python benchmarks/mnist_time.py --sides ganforge --measure-only          # quiet machine: steps/s of the loop
     python benchmarks/mnist_time.py --minutes 10 30 60 --sides ganforge --rate ganforge=2.36 --save bench-out/mt
     python benchmarks/mnist_time.py --minutes 60 --sides ganforge --load bench-out/mt --features inception --n 2000
 """
@@ -88,6 +92,15 @@ def train_for(side: str, images: torch.Tensor, minutes: list[float], settings: d
     return snapshots
 
 
+def measure_rate(side: str, images: torch.Tensor, settings: dict[str, str], seed: int, steps: int) -> float:
+    """Steps a second of ``side``'s training loop as ``train_for`` runs it, over ``steps`` steps after
+    a warm-up of 200 (the budget's rate for ``--rate``; run it on a quiet machine)."""
+    # at a rate of 1/60 step a second, a budget of m "minutes" is m steps
+    (_, warm_steps, warm_s), (_, done, seconds) = train_for(side, images, [200, 200 + steps], settings, seed,
+                                                             rate=1 / 60).values()
+    return (done - warm_steps) / (seconds - warm_s)
+
+
 @torch.no_grad()
 def generate(G, n: int, seed: int) -> np.ndarray:
     z = torch.randn(n, 100, generator=torch.Generator().manual_seed(seed))
@@ -107,12 +120,19 @@ def main() -> None:
                         help="budget by steps: the side's steps a second measured on a quiet machine")
     parser.add_argument("--save", type=Path, help="write each snapshot's generator here")
     parser.add_argument("--load", type=Path, help="score snapshots saved by --save instead of training")
+    parser.add_argument("--measure-only", action="store_true", help="print each side's steps a second, then stop")
+    parser.add_argument("--measure-steps", type=int, default=2000, help="steps timed by --measure-only")
     args = parser.parse_args()
     rates = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.rate)}
     torch.set_num_threads(args.threads)
     train, test, _ = load_images("mnist")
     real = to_uint8_hwc(test.images)[: args.n]
     settings = dict(kv.split("=", 1) for kv in args.overrides)
+    if args.measure_only:
+        for side in args.sides:
+            print(f"{side}: {measure_rate(side, train.images, settings, args.seed, args.measure_steps):.2f} steps/s "
+                  f"({args.threads} threads{', ' + ' '.join(args.overrides) if args.overrides else ''})", flush=True)
+        return
     rows = []
     for side in args.sides:
         if args.load:
