@@ -60,8 +60,12 @@ def train_for(side: str, images: torch.Tensor, minutes: list[float], settings: d
     torch.manual_seed(seed)
     if side == "textbook":
         book = Textbook(images[torch.randperm(len(images))], 64)
-        step, get_g = book.step, (lambda: book.netG)
-        steps_per_call = 1
+
+        def step() -> int:
+            book.step()
+            return 1
+
+        get_g, steps_per_call = (lambda: book.netG), 1
     else:
         cfg = RunConfig()
         apply_defaults(cfg, get_domain("images").defaults)
@@ -70,13 +74,20 @@ def train_for(side: str, images: torch.Tensor, minutes: list[float], settings: d
         for key, value in settings.items():
             set_value(cfg, key, value)
         cfg.model.net, cfg.model.z_dim = "dcgan", 100
-        cfg.train.steps = 0
+        # the schedules (train.lr_decay) span the whole budget, which only a step budget knows
+        if rate:
+            cfg.train.steps = round(60 * max(minutes) * rate)
+        elif cfg.train.lr_decay > 0:
+            raise SystemExit("train.lr_decay needs a step budget: give --rate ganforge=STEPS_PER_S")
+        else:
+            cfg.train.steps = 10**9
         players = build_players(cfg, "dcgan", 100, (1, 28, 28), torch.device("cpu"))
         trainer = Trainer(cfg, players, images, torch.device("cpu"), NullCallbacks())
 
-        def step() -> None:
-            trainer.t.steps += CHUNK
-            trainer.run()
+        def step() -> int:  # -> the steps it trained (the last chunk ends at train.steps, the budget)
+            before = trainer.step
+            trainer.run(until=trainer.step + CHUNK)
+            return trainer.step - before
 
         get_g, steps_per_call = (lambda: trainer.p.G_ema), CHUNK
     snapshots, done, elapsed = {}, 0, 0.0
@@ -84,8 +95,7 @@ def train_for(side: str, images: torch.Tensor, minutes: list[float], settings: d
     while pending:
         t0 = time.perf_counter()
         for _ in range(max(1, CHUNK // steps_per_call)):
-            step()
-            done += steps_per_call
+            done += step()
         elapsed += time.perf_counter() - t0
         while pending and (done >= round(60 * pending[0] * rate) if rate else elapsed >= 60 * pending[0]):
             snapshots[pending.pop(0)] = (copy.deepcopy(get_g()).eval(), done, elapsed)

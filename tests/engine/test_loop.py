@@ -1,6 +1,7 @@
 """The loop's contract: each player's step leaves the other player untouched; k D steps per G step."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -132,6 +133,25 @@ def test_training_is_deterministic_for_a_seed():
     a.run()
     b.run()
     assert_same(snapshot(a.p.G), snapshot(b.p.G))
+
+
+def test_running_in_pieces_until_a_step_equals_one_run_with_the_whole_schedule():
+    """``run(until=...)`` stops early but keeps the schedule of train.steps: the learning rate decays
+    over the whole run (a benchmark that grew train.steps chunk by chunk had it near 0 from the start)."""
+    settings = {"train.lr_decay": 1.0, "train.steps": 20}
+    whole, pieces = make_trainer(**settings), make_trainer(**settings)
+    whole.run()
+    logged = []
+    pieces.callbacks.on_log = lambda record: logged.append(record["step"])
+    pieces.run(until=7)
+    # the rate of the 7th step (step 6 of 20), not of step 6 of 7
+    assert pieces.step == 7 and pieces.p.opt_G.param_groups[0]["lr"] == pytest.approx(
+        pieces.t.lr_g * 0.5 * (1 + math.cos(math.pi * 6 / 20)))
+    pieces.run(until=13)
+    pieces.run(until=99)  # capped by train.steps
+    assert pieces.step == 20 and logged == [5, 10, 15, 20]  # logs at log_every, not at the ends of the pieces
+    assert_same(snapshot(whole.p.G), snapshot(pieces.p.G))
+    assert_same(snapshot(whole.p.G_ema), snapshot(pieces.p.G_ema))
 
 
 def test_lr_decay_reaches_the_floor_at_the_last_step():

@@ -109,15 +109,17 @@ class StepLoop:
         ``Trainer.threads``); a null context keeps torch's setting."""
         return contextlib.nullcontext()
 
-    def run(self, progress: Callable[[int], None] | None = None) -> None:
-        """Train to ``train.steps``; ``progress(step)`` is told after every step."""
+    def run(self, progress: Callable[[int], None] | None = None, until: int | None = None) -> None:
+        """Train to ``train.steps``, or only to step ``until`` of that run (then call again to go on):
+        the schedules (learning-rate decay, instance noise, progressive growing) stay those of the
+        whole ``train.steps``. ``progress(step)`` is told after every step."""
         with self.threads():
-            self._run(progress)
+            self._run(progress, self.t.steps if until is None else min(until, self.t.steps))
 
-    def _run(self, progress: Callable[[int], None] | None) -> None:
+    def _run(self, progress: Callable[[int], None] | None, stop: int) -> None:
         t = self.t
         self.begin()
-        while self.step < t.steps:
+        while self.step < stop:
             self.iteration()
             if progress is not None:
                 progress(self.step)
