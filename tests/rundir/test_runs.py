@@ -245,7 +245,8 @@ def test_missing_tensorboard_is_one_line_and_exit_2_before_training(sweep, tmp_p
 
 def test_fid_rows_name_their_feature_extractor(tmp_path, capsys):
     """Two image runs scored on different features: each row says which, and the table puts it beside the FID."""
-    for name, extractor, fid in (("a", "inception-3e9f-bf16", 7.4), ("b", "digits-cnn-2063", 354.0)):
+    inception = "inception-3e9f9a8694ba8b76d386e67888d29dd4-bf16"
+    for name, extractor, fid in (("a", inception, 7.4), ("b", "digits-cnn-2063", 354.0)):
         run = tmp_path / name
         run.mkdir()
         (run / "config.json").write_text(json.dumps({"data": {"source": "mnist", "domain": "images"},
@@ -253,8 +254,10 @@ def test_fid_rows_name_their_feature_extractor(tmp_path, capsys):
         (run / "summary.json").write_text(json.dumps({"status": "finished", "steps": 10, "seconds": 1.0, "eval": {
             "fid": fid, "kid": 0.01, "fid_real_floor": 2.5, "extractor": extractor, "energy_distance": 0.1}}))
     rows = {row["name"]: row for row in list_runs(tmp_path)}
-    assert (rows["a"]["features"], rows["b"]["features"]) == ("inception-3e9f-bf16", "digits-cnn-2063")
+    assert (rows["a"]["features"], rows["b"]["features"]) == (inception, "digits-cnn-2063")
     columns = default_columns(list(rows.values()), 200)
     assert columns.index("features") == columns.index("fid") - 1
     assert main(["runs", str(tmp_path)]) == 0
-    assert "inception-3e9f-bf16" in capsys.readouterr().out
+    assert "inception-3e9f9a86-bf16" in capsys.readouterr().out  # the table shortens the hash
+    assert main(["runs", str(tmp_path), "--json"]) == 0
+    assert inception in capsys.readouterr().out
