@@ -67,18 +67,16 @@ def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5) -> dict[str, float]:
     real_radius = _kth_neighbour_radius(real, k)  # [N]
     fake_radius = _kth_neighbour_radius(fake, k)  # [M]
     fake_in_real_balls = np.zeros(len(fake), dtype=np.int64)  # per fake point: how many real balls hold it
-    recalled, covered = [], []
 
-    def reduce(block: np.ndarray, start: int) -> None:  # block: [rows of real, M]
-        inside = block < real_radius[start:start + len(block), None]
-        fake_in_real_balls[:] += inside.sum(axis=0)
-        recalled.append((block < fake_radius[None, :]).any(axis=1))
-        covered.append(block.min(axis=1) < real_radius[start:start + len(block)])
+    def reduce(block: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:  # block: [rows of real, M]
+        radius = real_radius[start:start + len(block)]
+        fake_in_real_balls[:] += (block < radius[:, None]).sum(axis=0)
+        # per real row: recalled (inside some fake ball), covered (its ball holds some fake point)
+        return (block < fake_radius[None, :]).any(axis=1), block.min(axis=1) < radius
 
-    for _ in pairwise_distances_chunked(real, fake, reduce_func=reduce):
-        pass
+    recalled, covered = map(np.concatenate, zip(*pairwise_distances_chunked(real, fake, reduce_func=reduce)))
     precision = (fake_in_real_balls > 0).mean()
-    recall = np.concatenate(recalled).mean()
+    recall = recalled.mean()
     density = (1.0 / k) * fake_in_real_balls.mean()
-    coverage = np.concatenate(covered).mean()
+    coverage = covered.mean()
     return {"precision": float(precision), "recall": float(recall), "density": float(density), "coverage": float(coverage)}
