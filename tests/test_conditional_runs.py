@@ -31,7 +31,7 @@ def sr_run(tmp_path_factory):
 
 def test_a_class_run_records_its_classes_and_samples_the_asked_for_label(class_run, monkeypatch):
     assert class_run.task == "class" and class_run.net_args == {"n_classes": 10}
-    assert class_run.config.model.net == "dcgan"
+    assert class_run.config.model.net == "mlp"  # the digits set's own recipe, conditioned
     seen = []
     G = class_run.generator()
     original = G.forward

@@ -15,6 +15,14 @@ from ganforge.nets.dcgan import (
     dcgan_discriminator,
     dcgan_generator,
 )
+from ganforge.nets.mlp import (
+    ConditionalMLPDiscriminator,
+    ConditionalMLPGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    mlp_discriminator,
+    mlp_generator,
+)
 from ganforge.nets.pix2pix import PatchDiscriminator, UNetGenerator, pix2pix_discriminator, pix2pix_generator
 from ganforge.engine.loop import Trainer, build_players
 from ganforge.engine.steps import NullCallbacks
@@ -299,3 +307,64 @@ def test_pix2pix_trains_in_the_loop_with_l1(loss):
     before = l1()
     _run_and_check(trainer)
     assert l1() < 0.8 * before  # the L1 term pulls G(z, c) onto the paired targets (0.36 -> 0.23 when written)
+
+
+# --- class-conditional MLP (the digits recipe's nets with data.task=class) ----------------------
+
+
+def test_conditional_mlp_generator_reads_the_label_and_refuses_bad_ones():
+    torch.manual_seed(0)
+    G = mlp_generator(ModelConfig(g_width=16, g_depth=2), 8, (1, 8, 8), n_classes=10)
+    assert isinstance(G, ConditionalMLPGenerator) and G.net[0].in_features == 8 + 10
+    x = G(torch.randn(1, 8).expand(2, 8), labels(2, 7))
+    assert x.shape == (2, 1, 8, 8) and not torch.allclose(x[0], x[1], atol=1e-4)  # same z, different labels
+    with pytest.raises(ValueError, match=r"class labels.*0\.\.9"):
+        G(torch.randn(2, 8), labels(0, 10))
+    assert type(mlp_generator(ModelConfig(g_width=16), 8, (2,))) is MLPGenerator  # no classes: the plain net
+
+
+@pytest.mark.parametrize("minibatch_stddev", [False, True])
+def test_conditional_mlp_projection_is_the_inner_product_with_the_hidden_features(minibatch_stddev):
+    torch.manual_seed(0)
+    cfg = ModelConfig(d_width=16, d_depth=2, minibatch_stddev=minibatch_stddev)
+    D = mlp_discriminator(cfg, (1, 8, 8), n_classes=10)
+    assert isinstance(D, ConditionalMLPDiscriminator) and D.embed.weight.shape == (10, 16 + int(minibatch_stddev))
+    x = torch.randn(4, 1, 8, 8)
+    ya, yb = labels(0, 1, 2, 3), labels(5, 1, 9, 4)
+    with torch.no_grad():
+        a, b = D(x, ya), D(x, yb)
+        expected = ((D.embed(ya) - D.embed(yb)) * D.features(x.flatten(1))).sum(1)
+        D.embed.weight.zero_()
+        plain = MLPDiscriminator(64, 16, 2, cfg.d_activation, cfg.d_norm, False, minibatch_stddev)
+        plain.load_state_dict({k: v for k, v in D.state_dict().items() if k != "embed.weight"})
+        torch.testing.assert_close(D(x, ya), plain(x))  # a zero embedding is the unconditional D
+    assert (a - b)[1] == 0 and (a - b).abs()[[0, 2, 3]].min() > 0
+    torch.testing.assert_close(a - b, expected)
+
+
+def test_conditional_mlp_acgan_head_classifies_x_alone_and_gradients_reach_g():
+    torch.manual_seed(0)
+    cfg = ModelConfig(g_width=16, d_width=16, cond_d="acgan", minibatch_stddev=True)
+    G = mlp_generator(cfg, 8, (1, 8, 8), n_classes=4)
+    D = mlp_discriminator(cfg, (1, 8, 8), n_classes=4)
+    x = torch.randn(4, 1, 8, 8)
+    logits_a, class_a = D(x, labels(0, 1, 2, 3))
+    logits_b, class_b = D(x, labels(3, 3, 3, 3))
+    torch.testing.assert_close(logits_a, logits_b)
+    torch.testing.assert_close(class_a, class_b)
+    assert class_a.shape == (4, 4) and D.class_head.in_features == 16  # the stddev feature is not in it
+    y = labels(0, 1, 2, 3)
+    logits, class_logits = D(G(torch.randn(4, 8), y), y)
+    (logits.sum() + class_logits.logsumexp(1).sum()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
+
+
+@pytest.mark.parametrize("settings", [
+    {"model.cond_d": "projection", "train.r1_weight": 0.1},
+    {"model.cond_d": "acgan", "train.aux_weight": 1.0, "model.spectral_norm": True},
+])
+def test_class_conditional_mlp_trains_in_the_loop(settings):
+    gen = torch.Generator().manual_seed(0)
+    data = torch.rand(128, 1, 8, 8, generator=gen) * 2 - 1
+    y = torch.randint(4, (128,), generator=gen)
+    _run_and_check(_trainer("mlp", data, y, {"n_classes": 4}, **{"data.task": "class", **settings}))

@@ -64,7 +64,13 @@ TABLE_CONDITIONS = {"cond_spans": [[3, 3], [6, 2]], "cond_probs": [0.2, 0.1, 0.2
 WINDOW = NetCase((8, 2), z_dim=16)  # 8 steps of 2 features, 2 latent entries a step
 
 NET_CASES: dict[str, dict[str, NetCase]] = {
-    "mlp": {"points": NetCase((2,), z_dim=4)},
+    "mlp": {
+        "points": NetCase((2,), z_dim=4),
+        "class-projection": NetCase((1, 8, 8), net_args={"n_classes": 3}, condition=class_labels(3),
+                                    settings={"model.cond_d": "projection"}),
+        "class-acgan": NetCase((1, 8, 8), net_args={"n_classes": 3}, condition=class_labels(3),
+                               settings={"model.cond_d": "acgan"}),
+    },
     "dcgan": {
         "images": NetCase((3, 16, 16)),
         "class-projection": NetCase((1, 16, 16), net_args={"n_classes": 3}, condition=class_labels(3),

@@ -171,6 +171,8 @@ class ImagesDomain(BaseDomain):
             dataset.cond = torch.from_numpy(images.labels)
             dataset.holdout_cond = torch.from_numpy(test.labels) if test is not None and test.labels is not None else None
             state["net_args"] = {"n_classes": len(images.class_names)}
+            if cfg.source in BUILTIN_IMAGES and BUILTIN_IMAGES[cfg.source].recipe:
+                dataset.meta["defaults"] = dict(BUILTIN_IMAGES[cfg.source].recipe)
         elif task in IMAGE_TASKS:
             if sources is None:
                 train_src = derived_condition(task, train, cfg.sr_factor)

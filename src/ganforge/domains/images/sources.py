@@ -35,8 +35,8 @@ class BuiltinImages:
     scores: Callable[[np.ndarray, np.ndarray], dict[str, Any]] | None = None
     """``scores(fake, real)``: extra scores that only this set has (uint8 ``[N, H, W, C]`` each)."""
     recipe: dict[str, Any] | None = None
-    """Settings over the images recipe for unconditional training on this set (keys the user left
-    alone; with ``model.net`` in it, only when the user did not choose another net)."""
+    """Settings over the images recipe for unconditional and class-conditional training on this set
+    (keys the user left alone; with ``model.net`` in it, only when the user did not choose another net)."""
 
 
 DIGITS_RECIPE: dict[str, Any] = {
