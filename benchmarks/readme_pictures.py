@@ -4,7 +4,7 @@ Trains one run per domain through the Python API (``ganforge.train``) and writes
 ``docs/pictures/{points,images,table,series}.png``:
 
 - points: ``ring8`` with the defaults (20,000 steps), the run's own ``samples.png``;
-- images: ``digits`` with the defaults (20,000 steps of its MLP recipe), the run's ``samples.png``;
+- images: ``digits`` with the defaults (25,000 steps of its MLP recipe), the run's ``samples.png``;
 - table: ``wine`` for 2,000 steps (its default is 500: 600 passes over its 160 training rows),
   the marginals of 2,000 generated rows against the 160 training rows
   (``ganforge.render.plots.table_marginals``; the run's own picture compares with the 18 held-out rows);
