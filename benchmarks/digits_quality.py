@@ -76,7 +76,8 @@ def real_floor() -> dict[str, float]:
     draws = [np.bincount(read[rng.integers(0, len(read), SAMPLES)], minlength=10) / SAMPLES for _ in range(200)]
     return {"confident": float((proba.max(axis=1) >= CONFIDENT).mean()),
             "accuracy": float((proba.argmax(axis=1) == digits.target).mean()),
-            "min_share": float(np.mean([d.min() for d in draws])), "max_share": float(np.mean([d.max() for d in draws]))}
+            "min_share": float(np.mean([d.min() for d in draws])),
+            "max_share": float(np.mean([d.max() for d in draws]))}
 
 
 def score(samples: np.ndarray, model, conditional: bool = False) -> dict[str, float]:
@@ -128,8 +129,9 @@ def main() -> None:
                 print(f"{variant} seed {seed}: {scores[-1]}", file=sys.stderr)
             rows.append((variant, scores))
     floor = real_floor()
-    print(f"real digits (5 folds, same classifier): accuracy {floor['accuracy']:.3f}, confident {floor['confident']:.3f}; "
-          f"{SAMPLES:,} real digits drawn: smallest / largest class share {floor['min_share']:.3f} / {floor['max_share']:.3f}")
+    print(f"real digits (5 folds, same classifier): accuracy {floor['accuracy']:.3f}, "
+          f"confident {floor['confident']:.3f}; {SAMPLES:,} real digits drawn: smallest / largest class share "
+          f"{floor['min_share']:.3f} / {floor['max_share']:.3f}")
     print("| variant | settings | confident (p >= 0.9) | smallest / largest class share | read as asked (confidently) "
           "| D-ahead warnings | wall s (whole process) |")
     print("|---|---|---|---|---|---|---|")

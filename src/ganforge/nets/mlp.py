@@ -72,7 +72,8 @@ class ConditionalMLPGenerator(MLPGenerator):
     Mirza & Osindero 2014). ``z: [N, z_dim]``, ``y: int64 [N]`` in ``[0, n_classes)``; the embedding
     has ``min(n_classes, 50)`` numbers (the first layer is linear in it, so a wider one adds no capacity).
 
-    Example: ``ConditionalMLPGenerator(16, 64, 10, 128, 2, "leaky_relu", "none", (1, 8, 8))(torch.randn(4, 16), torch.tensor([0, 1, 2, 9]))``.
+    Example: ``G = ConditionalMLPGenerator(16, 64, 10, 128, 2, "leaky_relu", "none", (1, 8, 8))``, then
+    ``G(torch.randn(4, 16), torch.tensor([0, 1, 2, 9]))`` is ``[4, 1, 8, 8]``.
     """
 
     def __init__(self, z_dim: int, out_dim: int, n_classes: int, width: int, depth: int, activation: str, norm: str,
@@ -94,8 +95,8 @@ class ConditionalMLPGenerator(MLPGenerator):
 class ConditionalMLPDiscriminator(MLPDiscriminator):
     """D(x, y): the MLP discriminator judging a sample together with its class label.
 
-    With ``phi(x)`` the last hidden features (``[N, width]``, or x itself at ``depth=0``; plus the minibatch-stddev feature when on)
-    and ``psi`` the logit head:
+    With ``phi(x)`` the last hidden features (``[N, width]``, or x itself at ``depth=0``; plus the
+    minibatch-stddev feature when on) and ``psi`` the logit head:
 
     - ``kind="projection"`` (Miyato & Koyama 2018): ``logit = psi(phi) + <embed(y), phi>``; returns ``[N]``.
     - ``kind="acgan"`` (Odena et al. 2017): a second head classifies ``phi`` (without the stddev
@@ -114,7 +115,7 @@ class ConditionalMLPDiscriminator(MLPDiscriminator):
         phi_dim = hidden + int(minibatch_stddev)
         if kind == "projection":
             layer: nn.Module = nn.Embedding(n_classes, phi_dim)
-            nn.init.normal_(layer.weight, 0.0, phi_dim ** -0.5)  # a projection on the scale of the logit head's
+            nn.init.normal_(layer.weight, 0.0, phi_dim ** -0.5)  # about the scale of nn.Linear's init of the head
             self.embed = maybe_spectral_norm(layer, spectral_norm)
         else:
             self.class_head = maybe_spectral_norm(nn.Linear(hidden, n_classes), spectral_norm)
