@@ -97,6 +97,11 @@ def test_digits_train_with_their_mlp_recipe_unless_the_user_names_another_net():
     assert (mine.model.net, mine.model.g_width, mine.model.d_norm, mine.train.lr_g) == ("mlp", 256, "none", 1e-3)
     dcgan = resolved(model__net="dcgan")
     assert (dcgan.model.net, dcgan.model.g_width, dcgan.model.d_norm, dcgan.train.lr_g) == ("dcgan", 64, "batch", 2e-4)
+    # the DCGAN recipe's G step reuses the D step's fakes; the MLP recipe keeps Algorithm 1's fresh noise,
+    # and a user's own choice wins over either
+    assert dcgan.train.reuse_fakes is True and mine.train.reuse_fakes is False
+    assert resolved(model__net="dcgan", train__reuse_fakes="false").train.reuse_fakes is False
+    assert resolved(train__reuse_fakes="true").train.reuse_fakes is True
     narrow = resolved(model__net="mlp", model__g_width="64")
     assert (narrow.model.g_width, narrow.model.d_width, narrow.train.steps) == (64, 256, 25000)
     assert narrow.train.r1_weight == 1.0

@@ -49,6 +49,8 @@ DIGITS_RECIPE: dict[str, Any] = {
     # win back the confidence the stronger penalty costs
     "train.lr_g": 1e-3, "train.lr_d": 1e-3, "train.beta1": 0.0, "train.beta2": 0.9, "train.r1_weight": 1.0,
     "train.lr_decay": 1.0, "train.steps": 25000,
+    # Algorithm 1's fresh noise for the G step, as this recipe was measured (the DCGAN recipe reuses fakes)
+    "train.reuse_fakes": False,
 }
 
 
