@@ -102,7 +102,7 @@ class ImagesDomain(BaseDomain):
     # the DCGAN recipe (Radford et al. 2016; PyTorch's DCGAN example): Adam 2e-4 with beta1 0.5,
     # batch norm in both nets, constant learning rate; the points recipe (lr 4e-3, R1) is for MLPs.
     # The G step reuses the last D step's fakes, as that example does: one G forward fewer a step
-    # (1.06x the step rate) at the same MNIST FID per step (docs/BENCHMARKS.md, 2026-12-07)
+    # (1.13-1.21x the step rate at 2 threads) at the same MNIST FID per step (docs/BENCHMARKS.md, 2026-12-07)
     defaults: dict[str, Any] = {
         "model.g_width": 64, "model.d_width": 64, "model.g_norm": "batch", "model.d_norm": "batch",
         "train.batch": 64, "train.steps": 3000, "train.lr_g": 2e-4, "train.lr_d": 2e-4,
