@@ -38,7 +38,8 @@ BUDGET_FRACTION = 0.92  # of the budget for the steps; the rest for evaluations,
 
 VARIANTS = {
     # ganforge's images recipe as it is: DCGAN width 64, batch 64, Adam 2e-4 (0.5, 0.999), batch norm,
-    # non-saturating loss, EMA generator, constant learning rate
+    # non-saturating loss, EMA generator, constant learning rate, and (since 2026-12-07) the G step
+    # reusing the D step's fakes
     "default": [],
     # PacDCGAN2 (Lin et al. 2018): D judges pairs of images
     "pacgan2": ["train.pack=2"],
@@ -46,8 +47,9 @@ VARIANTS = {
     "mbstd": ["model.minibatch_stddev=true"],
     # the proposed 60-minute CPU recipe: packing against collapse (and D judges half as many
     # inputs, so a step is cheaper), the learning rate decayed to 0 so the EMA generator settles
-    # onto balanced modes, and the G step reusing the D step's fakes (one G forward fewer):
-    # about 1.4x the default's steps in the same time
+    # onto balanced modes, and the G step reusing the D step's fakes (one G forward fewer; named here
+    # so the recipe stays what was measured whatever the default): about 1.4x the steps of the
+    # default of 2026-12-02, which drew fresh noise for the G step, in the same time
     "recipe": ["train.pack=2", "train.lr_decay=1", "train.reuse_fakes=true"],
     # the same with half G's width: about 2x the recipe's steps, at some cost in digit quality
     "recipe-g32": ["train.pack=2", "train.lr_decay=1", "train.reuse_fakes=true", "model.g_width=32"],
